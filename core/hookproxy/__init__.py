@@ -1,0 +1,60 @@
+"""hookproxy: a plugin-based, OpenAI-compatible LLM proxy.
+
+This module is the public plugin API: the ``hookimpl`` marker, the backend base classes and
+the objects hooks receive, and the error tree. Everything else is internal.
+"""
+
+from .backend import (
+    Backend,
+    BackendInstance,
+    ChatCall,
+    Health,
+    HTTPBackend,
+    Reply,
+    RetryDecision,
+    UpstreamRequest,
+)
+from .errors import (
+    AuthenticationFailed,
+    ConfigError,
+    InvalidRequest,
+    PermissionDenied,
+    ProxyError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from .hookspecs import hookimpl
+from .proxy import Proxy
+from .retry_after import parse_retry_after
+from .sse import SSEEvent, SSEParser, UpstreamStream, encode_event
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationFailed",
+    "Backend",
+    "BackendInstance",
+    "ChatCall",
+    "ConfigError",
+    "HTTPBackend",
+    "Health",
+    "InvalidRequest",
+    "PermissionDenied",
+    "Proxy",
+    "ProxyError",
+    "RateLimited",
+    "Reply",
+    "RetryDecision",
+    "SSEEvent",
+    "SSEParser",
+    "UpstreamError",
+    "UpstreamRequest",
+    "UpstreamStream",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "encode_event",
+    "hookimpl",
+    "parse_retry_after",
+]

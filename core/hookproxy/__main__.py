@@ -1,0 +1,5 @@
+"""``python -m hookproxy`` does what the ``hookproxy`` command does."""
+
+from .cli import main
+
+main()

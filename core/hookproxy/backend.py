@@ -1,0 +1,185 @@
+"""The objects a backend plugin works with: its configured instance, the call, the reply.
+
+A plugin's ``resolve_backend`` turns a :class:`BackendInstance` (one YAML block or instance
+file) into a :class:`Backend`. Most backends speak the OpenAI protocol over HTTP and subclass
+:class:`HTTPBackend`, which lets the core do the request (one shared client, the
+``prepare_request``, ``on_rate_limit`` and ``stream_response`` hooks, error mapping).
+A backend that composes others (``hybrid``) overrides :meth:`Backend.handle` and calls back into
+the core through ``proxy.complete``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .proxy import Proxy
+    from .routing import Route
+
+
+@dataclass(frozen=True)
+class BackendInstance:
+    """One configured backend, as written in YAML (C-8, C-9).
+
+    ``id`` is the instance id (``openai-compatible.minimax`` for an instance file, the block key
+    for a ``backends:`` block); ``extra`` is the plugin's own settings block, validated by the
+    plugin; ``source`` names the file it came from so errors can point at it; ``synthesized``
+    is true for the default instance the core offers to every connector nobody configured.
+    """
+
+    id: str
+    connector: str
+    api_url: str | None = None
+    api_key: str | None = None
+    models: tuple[str, ...] = ()
+    timeout: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    synthesized: bool = False
+
+    @property
+    def name(self) -> str:
+        """The part after ``<connector>.``, or the whole id for a ``backends:`` block."""
+        prefix = self.connector + "."
+        return self.id[len(prefix) :] if self.id.startswith(prefix) else self.id
+
+    def where(self) -> str:
+        """``backend 'x' (file.yaml)``: how error messages name this instance."""
+        return f"backend {self.id!r}" + (f" ({self.source})" if self.source else "")
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether a backend can serve now, and if not, why (shown in /health and ``plugins``).
+
+    ``details`` must never contain a secret.
+    """
+
+    usable: bool
+    reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatCall:
+    """One chat-completions call as a backend sees it.
+
+    ``body`` is the client's JSON body with ``model`` already rewritten to the upstream model and
+    the URI parameters applied; backends may change their copy. ``attempt`` counts attempts on
+    this backend for this call, starting at 1.
+    """
+
+    body: dict[str, Any]
+    route: Route
+    stream: bool
+    attempt: int = 1
+    request_id: str = ""
+    #: Free space for plugins to keep per-call state between hooks (keyed by plugin name).
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    """A successful upstream answer, before it is sent to the client.
+
+    Exactly one of ``body`` (non-streaming, raw bytes) and ``chunks`` (streaming, SSE bytes) is
+    set. ``close`` releases the upstream connection; the core calls it when the client is done or
+    gone, and it must be safe to call twice.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    chunks: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+    backend: str = ""
+    model: str = ""
+
+    async def aclose(self) -> None:
+        if self.close is not None:
+            close, self.close = self.close, None
+            await close()
+
+
+@dataclass
+class UpstreamRequest:
+    """The HTTP request the core is about to send; ``prepare_request`` hooks edit it in place."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: dict[str, Any]
+    timeout: float
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """What to do after an upstream attempt failed (returned by ``on_rate_limit``).
+
+    ``retry``: wait ``wait`` seconds, then try the same backend again; ``failover``: wait, then
+    move to the next candidate; ``surface``: give the client this error now.
+    """
+
+    action: Literal["retry", "failover", "surface"]
+    wait: float = 0.0
+    reason: str = ""
+
+
+class Backend:
+    """A resolved backend instance. Subclass it in a plugin.
+
+    The defaults serve the instance's configured models and are always usable; override
+    :meth:`health` to report missing credentials and the like.
+    """
+
+    def __init__(self, instance: BackendInstance) -> None:
+        self.instance = instance
+
+    @property
+    def id(self) -> str:
+        return self.instance.id
+
+    def models(self) -> Sequence[str]:
+        """Models listed in ``/v1/models`` (as ``<backend>:<model>``)."""
+        return self.instance.models
+
+    def health(self) -> Health:
+        return Health(usable=True)
+
+    async def handle(self, call: ChatCall, proxy: Proxy) -> Reply:
+        """Serve one call; raise a :class:`~hookproxy.errors.ProxyError` on failure."""
+        raise NotImplementedError(f"{type(self).__name__} must implement handle()")
+
+    async def aclose(self) -> None:
+        """Release what the backend holds; called once at shutdown."""
+
+
+class HTTPBackend(Backend):
+    """A backend that speaks the OpenAI chat-completions protocol over HTTP.
+
+    The core builds the request (``base_url() + "/chat/completions"``, ``Authorization`` from
+    ``api_key()``, the loop-guard header), runs every ``prepare_request`` hook, sends it on the
+    shared client and maps the answer. Subclasses usually only override :meth:`base_url`,
+    :meth:`api_key` or :meth:`health`.
+    """
+
+    def base_url(self) -> str:
+        return (self.instance.api_url or "").rstrip("/")
+
+    def api_key(self) -> str | None:
+        return self.instance.api_key or None
+
+    def timeout(self) -> float | None:
+        """Seconds for the upstream call; ``None`` means the proxy-wide ``--timeout``."""
+        return self.instance.timeout
+
+    def health(self) -> Health:
+        if not self.base_url():
+            return Health(False, f"no api_url configured for {self.instance.where()}")
+        return Health(True)
+
+    async def handle(self, call: ChatCall, proxy: Proxy) -> Reply:
+        return await proxy.send_upstream(self, call)

@@ -1,0 +1,270 @@
+"""The running proxy: resolved backends, the shared upstream client, and the HTTP pipeline.
+
+One :class:`Proxy` per app. Plugins receive it in ``resolve_backend`` and ``Backend.handle``;
+through it they read their settings (``settings_for``), reach other backends
+(``complete``: the hybrid does this) and use the shared HTTP client (``http``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+import pluggy
+from pydantic import BaseModel
+
+from . import dispatch
+from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, UpstreamRequest
+from .config import LoadedConfig, Settings
+from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .plugins import await_all
+from .retry_after import retry_after_from_headers
+from .routing import parse_chain
+from .sse import UpstreamStream
+from .transport import AiohttpTransport
+
+log = logging.getLogger("hookproxy")
+
+LOOP_GUARD_HEADER = "x-hookproxy-loop-guard"
+#: Upstream error bodies larger than this are cut before parsing (a broken upstream, not a model).
+MAX_ERROR_BODY = 1024 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Proxy:
+    """Backends by name, plugin settings, and the one upstream client (opened by ``start``)."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        config: LoadedConfig,
+        plugin_settings: Mapping[type[BaseModel], BaseModel] | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.pm = pm
+        self.config = config
+        self.settings: Settings = config.settings
+        self._plugin_settings = dict(plugin_settings or {})
+        self._transport_override = transport
+        self.transport: httpx.AsyncBaseTransport | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.backends: dict[str, Backend] = {}
+        self.aliases: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}
+        self._resolve_backends(config.instances)
+
+    # --- settings and backends --------------------------------------------------------------
+
+    def settings_for(self, model: type[M]) -> M:
+        """The validated settings object a plugin declared with ``settings_model``."""
+        value = self._plugin_settings.get(model)
+        if value is None:
+            value = model()
+            self._plugin_settings[model] = value
+        assert isinstance(value, model)
+        return value
+
+    def _resolve_backends(self, instances: list[BackendInstance]) -> None:
+        connectors = {name for name, _ in self.pm.list_name_plugin() if name and not name.startswith("hookproxy.")}
+        configured = {instance.connector for instance in instances}
+        synthesized = [
+            BackendInstance(id=f"{name}.default", connector=name, synthesized=True)
+            for name in sorted(connectors - configured)
+        ]
+        for instance in [*instances, *synthesized]:
+            if instance.connector not in connectors:
+                reason = f"no plugin provides connector {instance.connector!r} (installed: {', '.join(sorted(connectors))})"
+                self.skipped[instance.id] = reason
+                log.warning("skipping %s: %s", instance.where(), reason)
+                continue
+            backend = self.pm.hook.resolve_backend(instance=instance, proxy=self)
+            if backend is None:
+                if not instance.synthesized:
+                    raise ConfigError(f"{instance.where()}: connector {instance.connector!r} did not accept it")
+                continue
+            self.backends[instance.id] = backend
+        self.aliases = _aliases(self.backends)
+
+    def lookup(self, name: str) -> Backend:
+        """A backend by id or alias; unknown names are a 400 listing the known ones."""
+        backend_id = name if name in self.backends else self.aliases.get(name)
+        if backend_id is None:
+            known = ", ".join(sorted({*self.aliases, *self.backends})) or "none configured"
+            raise UnknownBackend(f"unknown backend {name!r}; known backends: {known}", param="model")
+        return self.backends[backend_id]
+
+    def display_name(self, backend: Backend) -> str:
+        """The shortest name that routes to ``backend`` (used in /v1/models ids)."""
+        names = [alias for alias, target in self.aliases.items() if target == backend.id]
+        return min(names, key=len) if names else backend.id
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.transport is None:
+            self.transport = self._transport_override or AiohttpTransport()
+            self._http = httpx.AsyncClient(transport=self.transport, timeout=self.settings.timeout)
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self.transport = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared client (for token endpoints and the like); exists once the app started."""
+        if self._http is None:
+            raise RuntimeError("the proxy has not been started")
+        return self._http
+
+    # --- calls -------------------------------------------------------------------------------
+
+    async def complete(
+        self, model: str, body: dict[str, Any], *, stream: bool, failover: bool = True
+    ) -> Reply:
+        """Serve ``body`` with the backend(s) named by the selector ``model``.
+
+        This is the entry point for the app and for plugins that compose backends; with
+        ``failover=False`` only the first candidate is tried (plugin retries still apply).
+        """
+        routes = parse_chain(model)
+        return await dispatch.dispatch(self, routes, body, stream=stream, failover=failover)
+
+    async def send_upstream(self, backend: HTTPBackend, call: ChatCall) -> Reply:
+        """One HTTP attempt against an OpenAI-compatible upstream (see ``HTTPBackend``)."""
+        request = self._build_request(backend, call)
+        await await_all(self.pm.hook.prepare_request(backend=backend, call=call, request=request))
+        response = await self._send(backend, request)
+        content_type = response.headers.get("content-type", "application/json")
+        if response.status_code >= 400:
+            raise await _upstream_error(backend, response)
+        if call.stream and content_type.startswith("text/event-stream"):
+            raw = _iterate(backend, response)
+            transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(raw))
+            return Reply(
+                status=response.status_code,
+                headers={"content-type": "text/event-stream; charset=utf-8"},
+                chunks=transformed if transformed is not None else raw,
+                close=response.aclose,
+            )
+        try:
+            body = await _read_all(backend, response)
+        finally:
+            await response.aclose()
+        return Reply(status=response.status_code, headers={"content-type": content_type}, body=body)
+
+    def _build_request(self, backend: HTTPBackend, call: ChatCall) -> UpstreamRequest:
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if call.stream else "application/json",
+            "accept-encoding": "identity",
+            LOOP_GUARD_HEADER: "1",
+        }
+        key = backend.api_key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return UpstreamRequest(
+            method="POST",
+            url=backend.base_url() + "/chat/completions",
+            headers=headers,
+            json=call.body,
+            timeout=backend.timeout() or self.settings.timeout,
+        )
+
+    async def _send(self, backend: Backend, request: UpstreamRequest) -> httpx.Response:
+        assert self.transport is not None, "Proxy.start() was not awaited"
+        timeout = request.timeout
+        http_request = httpx.Request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=orjson.dumps(request.json),
+            extensions={"timeout": {"connect": min(timeout, 30.0), "read": timeout, "write": timeout, "pool": timeout}},
+        )
+        try:
+            return await self.transport.handle_async_request(http_request)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"backend {backend.id!r} timed out: {exc}", backend=backend.id) from exc
+        except httpx.HTTPError as exc:
+            host = http_request.url.host
+            raise UpstreamUnreachable(
+                f"backend {backend.id!r} at {host} is unreachable: {exc}", backend=backend.id
+            ) from exc
+
+
+async def _iterate(backend: Backend, response: httpx.Response) -> AsyncIterator[bytes]:
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    try:
+        async for chunk in stream:
+            yield chunk
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id) from exc
+
+
+async def _read_all(backend: Backend, response: httpx.Response, limit: int | None = None) -> bytes:
+    parts = []
+    size = 0
+    async for chunk in _iterate(backend, response):
+        parts.append(chunk)
+        size += len(chunk)
+        if limit is not None and size >= limit:
+            break
+    return b"".join(parts)
+
+
+async def _upstream_error(backend: Backend, response: httpx.Response) -> UpstreamError:
+    """Keep the upstream's status and message; parse Retry-After for the policies."""
+    try:
+        raw = await _read_all(backend, response, limit=MAX_ERROR_BODY)
+    except UpstreamError:
+        raw = b""
+    finally:
+        await response.aclose()
+    status = response.status_code
+    upstream_body: dict[str, Any] | None = None
+    message = raw[:500].decode("utf-8", "replace").strip() or response.reason_phrase or "no body"
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        upstream_body = parsed["error"]
+        message = str(upstream_body.get("message") or message)
+    elif isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        message = parsed["error"]
+    return UpstreamError(
+        message if upstream_body else f"backend {backend.id!r} answered HTTP {status}: {message}",
+        status=status,
+        upstream_body=upstream_body,
+        retry_after=retry_after_from_headers(response.headers),
+        backend=backend.id,
+        raw_body=raw,
+    )
+
+
+def _aliases(backends: Mapping[str, Backend]) -> dict[str, str]:
+    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique (C-9)."""
+    by_connector: dict[str, list[str]] = {}
+    by_name: dict[str, list[str]] = {}
+    for backend_id, backend in backends.items():
+        by_connector.setdefault(backend.instance.connector, []).append(backend_id)
+        by_name.setdefault(backend.instance.name, []).append(backend_id)
+    aliases = {backend_id: backend_id for backend_id in backends}
+    for name, ids in by_name.items():
+        if len(ids) == 1 and name != "default" and name not in aliases:
+            aliases[name] = ids[0]
+    for connector, ids in by_connector.items():
+        if len(ids) == 1 and connector not in aliases:
+            aliases[connector] = ids[0]
+    return aliases
