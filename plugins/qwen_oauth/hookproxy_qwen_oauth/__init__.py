@@ -1,0 +1,79 @@
+"""hookproxy-qwen-oauth: Qwen models through the Qwen CLI's OAuth credentials.
+
+The hooks below are the whole plugin surface; read them first. The work lives in
+``backend.py`` (request preparation and health), ``oauth.py`` (credentials cache, single-flight
+and cross-process refresh), ``credentials.py`` / ``lockfile.py`` (the files shared with the
+``qwen`` CLI) and ``ratelimit.py`` (the initial rate-limit retry).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+
+from hookproxy import (
+    Backend,
+    BackendInstance,
+    ChatCall,
+    Proxy,
+    RetryDecision,
+    UpstreamError,
+    UpstreamRequest,
+    hookimpl,
+)
+from pydantic import BaseModel
+
+from .backend import STATE_KEY, QwenOAuthBackend
+from .ratelimit import is_recoverable, retry_wait
+from .settings import CONNECTOR, QwenOAuthSettings, parse_extra
+
+__all__ = ["QwenOAuthBackend", "QwenOAuthSettings"]
+
+log = logging.getLogger("hookproxy.qwen_oauth")
+
+
+@hookimpl
+def settings_model() -> type[BaseModel]:
+    """Contributes ``--enable-qwen-oauth-backend-debugging-override`` (and its env/YAML forms)."""
+    return QwenOAuthSettings
+
+
+@hookimpl
+def resolve_backend(instance: BackendInstance, proxy: Proxy) -> QwenOAuthBackend | None:
+    """Also for the synthesized default: with no credentials it resolves and reports not usable."""
+    if instance.connector != CONNECTOR:
+        return None
+    return QwenOAuthBackend(instance, parse_extra(instance), proxy)
+
+
+@hookimpl
+def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) -> Awaitable[None] | None:
+    """The gate is checked here, synchronously, before any file or network I/O (Q-44)."""
+    if not isinstance(backend, QwenOAuthBackend):
+        return None
+    backend.check_gate()
+    return backend.prepare(call, request)
+
+
+@hookimpl
+def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:
+    """One forced refresh after an upstream 401 (§1.7); one held retry of a rate limit (R-1)."""
+    if not isinstance(backend, QwenOAuthBackend):
+        return None
+    state = call.state.setdefault(STATE_KEY, {})
+    if error.status == 401 and not state.get("auth_retried") and state.get("token"):
+        state["auth_retried"] = True
+        state["rejected_token"] = state["token"]
+        return RetryDecision("retry", 0.0, "upstream 401: refreshing the Qwen OAuth token once")
+    if is_recoverable(error):
+        if backend.extra.enable_qwen_oauth_initial_rate_limit_retry and not state.get("rate_limit_retried"):
+            wait, why = retry_wait(error, backend.extra)
+            backend.backoff.record(wait)
+            state["rate_limit_retried"] = True
+            return RetryDecision("retry", wait, f"Qwen OAuth initial rate-limit retry ({why})")
+        if not state.get("rate_limit_retried"):
+            # R-12: retry turned off means no hidden wait here either (the core would wait on Retry-After).
+            return RetryDecision("failover", 0.0, "Qwen OAuth initial rate-limit retry is disabled")
+        return None
+    log.warning("%s: upstream HTTP %s is not retried by the qwen-oauth connector", backend.id, error.status)
+    return None

@@ -1,0 +1,135 @@
+"""The qwen-oauth backend: an OpenAI-compatible HTTP backend whose key is the CLI's OAuth token.
+
+The core builds and sends the request; this class supplies the base URL (Q-17, Q-18), the
+health shown in /health and ``hookproxy plugins``, and :meth:`prepare`, which the
+``prepare_request`` hook awaits: backoff, token, URL and the official client's headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+
+from hookproxy import BackendInstance, ChatCall, Health, HTTPBackend, PermissionDenied, Proxy, UpstreamRequest
+
+from .credentials import default_path
+from .oauth import TokenManager
+from .ratelimit import Backoff
+from .settings import DEFAULT_API_BASE, GATE_FLAG, GATE_KEY, QwenOAuthExtra, QwenOAuthSettings
+
+log = logging.getLogger("hookproxy.qwen_oauth")
+
+#: The Qwen Code version whose User-Agent format we send by default (configurable: extra.user_agent).
+QWEN_CODE_VERSION = "0.10.3"
+STATE_KEY = "qwen-oauth"
+
+
+def official_user_agent() -> str:
+    """``QwenCode/<ver> (<platform>; <arch>)`` in Node's spelling, as the official client sends it."""
+    plat = {"win32": "win32", "darwin": "darwin"}.get(sys.platform, "linux")
+    machine = platform.machine().lower()
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine or "x64")
+    return f"QwenCode/{QWEN_CODE_VERSION} ({plat}; {arch})"
+
+
+def base_from_resource_url(resource_url: str) -> str:
+    """Q-18: add ``https://`` unless a scheme is there, strip ``/``, append ``/v1`` unless present."""
+    url = resource_url.strip()
+    if not url.startswith(("http://", "https://")):
+        url = "https://" + url
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+class QwenOAuthBackend(HTTPBackend):
+    """One qwen-oauth instance: its settings, its token manager and its rate-limit backoff."""
+
+    def __init__(self, instance: BackendInstance, extra: QwenOAuthExtra, proxy: Proxy) -> None:
+        super().__init__(instance)
+        self.extra = extra
+        self.proxy = proxy
+        self.credentials_path = default_path(extra.credentials_path)
+        self.tokens = TokenManager(
+            self.credentials_path, extra.token_url, lambda: proxy.http, timeout=extra.refresh_timeout_seconds
+        )
+        self.backoff = Backoff()
+        self.user_agent = extra.user_agent or official_user_agent()
+        if instance.api_url:
+            log.warning("%s: api_url is ignored for qwen-oauth; set extra.api_base to override the base URL",
+                        instance.where())
+
+    # --- the gate ---------------------------------------------------------------------------
+
+    def gate_open(self) -> bool:
+        """Q-45: the CLI flag (or env/YAML setting) or the instance's own ``extra`` key."""
+        return self.extra.enable_qwen_oauth_backend_debugging_override or (
+            self.proxy.settings_for(QwenOAuthSettings).enable_qwen_oauth_backend_debugging_override
+        )
+
+    def gate_message(self) -> str:
+        where = f" in {self.instance.source}" if self.instance.source else ""
+        return (
+            f"Forbidden: the qwen-oauth backend {self.id!r} is reserved for internal development and debugging. "
+            f"Start hookproxy with {GATE_FLAG} (or set extra.{GATE_KEY}: true{where}) to enable it; "
+            "doing so means you accept the disclaimer in the hookproxy-qwen-oauth README"
+        )
+
+    def check_gate(self) -> None:
+        if not self.gate_open():
+            log.warning("refused a request to %s: the debugging-override gate is closed (%s)", self.id, GATE_FLAG)
+            raise PermissionDenied(self.gate_message())
+
+    # --- what the core asks -------------------------------------------------------------------
+
+    def base_url(self) -> str:
+        if self.extra.api_base:
+            return self.extra.api_base.rstrip("/")
+        cached = self.tokens.cached
+        if cached is not None and cached.resource_url:
+            return base_from_resource_url(cached.resource_url)
+        return DEFAULT_API_BASE
+
+    def api_key(self) -> str | None:
+        return None  # prepare() sets Authorization after loading or refreshing the token
+
+    def models(self) -> Sequence[str]:
+        return self.instance.models or tuple(self.extra.models)
+
+    def health(self) -> Health:
+        state = self.tokens.state()
+        details = {"expires_in_seconds": state.expires_in_seconds, "credentials_path": str(self.credentials_path),
+                   "gate_open": self.gate_open()}
+        if not self.gate_open():
+            return Health(False, f"gate closed: start with {GATE_FLAG} or set extra.{GATE_KEY}: true", details)
+        return Health(state.usable, state.reason, details)
+
+    # --- per request --------------------------------------------------------------------------
+
+    async def prepare(self, call: ChatCall, request: UpstreamRequest) -> None:
+        """Backoff (R-8/R-9), token (R-7, §1.7), URL, headers and ``include_usage`` (Q-27)."""
+        state = call.state.setdefault(STATE_KEY, {})
+        if not state.get("rate_limit_retried"):
+            remaining = self.backoff.remaining()
+            if remaining > 0:
+                log.debug("Qwen OAuth connector-wide rate-limit backoff active: remaining=%.2fs", remaining)
+                await asyncio.sleep(remaining)
+        rejected = state.pop("rejected_token", None)
+        credentials = await self.tokens.token(reload=call.attempt > 1, rejected=rejected)
+        state["token"] = credentials.access_token
+        request.url = self.base_url() + "/chat/completions"
+        request.headers.update(
+            {
+                "authorization": f"Bearer {credentials.access_token}",
+                "user-agent": self.user_agent,
+                "x-dashscope-cachecontrol": self.extra.dashscope_cache_control,
+                "x-dashscope-useragent": self.user_agent,
+                "x-dashscope-authtype": self.extra.dashscope_auth_type,
+            }
+        )
+        request.headers.update({key.lower(): value for key, value in self.extra.headers.items()})
+        if call.stream:
+            options = request.json.get("stream_options")
+            request.json["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}

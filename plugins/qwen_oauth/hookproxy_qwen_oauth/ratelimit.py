@@ -1,0 +1,85 @@
+"""The initial rate-limit retry (R-1..R-14): which errors it holds, how long, and the shared backoff.
+
+Why: the Qwen service answered bursts with short 429s (and "quota" bodies that cleared within a
+minute), so the first one is held and retried once instead of failing the user's agent. The
+wait is recorded connector-wide so the other in-flight requests do not run into the same window.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from hookproxy import UpstreamError
+
+from .settings import QwenOAuthExtra
+
+log = logging.getLogger("hookproxy.qwen_oauth")
+
+_QUOTA_CODES = ("insufficient_quota", "quota_exceeded")
+
+
+def _quota_in(obj: Any) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    if any(obj.get(key) in _QUOTA_CODES for key in ("code", "type")):
+        return True
+    message = str(obj.get("message") or "").lower()
+    return (
+        "exceeded your current quota" in message
+        or "token-limit" in message
+        or ("quota" in message and "exceeded" in message)
+    )
+
+
+def is_quota(error: UpstreamError) -> bool:
+    """R-3: the body (or its nested ``error``) says quota exhaustion."""
+    if _quota_in(error.upstream_body):
+        return True
+    raw = error.raw_body or b""
+    try:
+        parsed = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and (_quota_in(parsed) or _quota_in(parsed.get("error"))):
+        return True
+    text = raw[:65536].decode("utf-8", "replace").lower()
+    return "insufficient_quota" in text or "exceeded your current quota" in text
+
+
+def is_recoverable(error: UpstreamError) -> bool:
+    """R-2: any 429, and a 503 whose body is the (often spurious) quota case."""
+    return error.status == 429 or (error.status == 503 and is_quota(error))
+
+
+def retry_wait(
+    error: UpstreamError, extra: QwenOAuthExtra, uniform: Callable[[float, float], float] = random.uniform
+) -> tuple[float, str]:
+    """Seconds to hold the request (R-4..R-6): Retry-After capped, else one random draw, capped."""
+    cap = extra.qwen_oauth_initial_rate_limit_retry_max_wait_seconds
+    if error.retry_after is not None:
+        return min(error.retry_after, cap), f"Retry-After {error.retry_after:g}s"
+    low = extra.qwen_oauth_initial_rate_limit_retry_random_min_seconds
+    high = extra.qwen_oauth_initial_rate_limit_retry_random_max_seconds
+    if low > high:
+        low, high = high, low
+    return min(uniform(low, high), cap), "random delay"
+
+
+class Backoff:
+    """A connector-wide "do not send before" deadline on the monotonic clock (R-8)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.until = 0.0
+
+    def record(self, wait: float) -> None:
+        self.until = max(self.until, self._clock() + wait)
+        log.debug("Qwen OAuth connector-wide rate-limit backoff recorded: wait=%.2fs", wait)
+
+    def remaining(self) -> float:
+        return max(0.0, self.until - self._clock())
