@@ -9,6 +9,7 @@ config file and are named ``<connector>.<name>.yaml`` (C-9).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -195,7 +196,7 @@ def _flatten_root(data: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], 
 
 
 class _Source(PydanticBaseSettingsSource):
-    """Feeds already-read YAML values to pydantic-settings below the environment."""
+    """Feeds already-read values (environment, YAML) to pydantic-settings in precedence order."""
 
     def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
         super().__init__(settings_cls)
@@ -208,8 +209,28 @@ class _Source(PydanticBaseSettingsSource):
         return dict(self._values)
 
 
-def build_settings(yaml_values: dict[str, Any], cli: Mapping[str, Any], where: str) -> Settings:
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """``HOOKPROXY_<FIELD>`` values from ``env`` (JSON for mappings such as failover_routes)."""
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        if name == "failover_routes":
+            try:
+                values[name] = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be JSON: {exc}") from exc
+        else:
+            values[name] = raw
+    return values
+
+
+def build_settings(
+    yaml_values: dict[str, Any], cli: Mapping[str, Any], where: str, env: Mapping[str, str] | None = None
+) -> Settings:
     """Settings with CLI > env > YAML > defaults; errors name the key and where it came from."""
+    env_values = _env_values(os.environ if env is None else env)
 
     class _Bound(Settings):
         @classmethod
@@ -221,7 +242,7 @@ def build_settings(yaml_values: dict[str, Any], cli: Mapping[str, Any], where: s
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return init_settings, env_settings, _Source(settings_cls, yaml_values)
+            return init_settings, _Source(settings_cls, env_values), _Source(settings_cls, yaml_values)
 
     try:
         return _Bound(**{key: value for key, value in cli.items() if value is not None})
@@ -310,7 +331,7 @@ def load_config(
     if path is not None:
         instances.extend(load_instance_files(path.parent / INSTANCES_DIR, env))
     _check_unique(instances)
-    settings = build_settings(yaml_values, cli, str(path) if path else "settings")
+    settings = build_settings(yaml_values, cli, str(path) if path else "settings", env)
     return LoadedConfig(settings=settings, instances=instances, plugin_values=plugin_values, path=path)
 
 

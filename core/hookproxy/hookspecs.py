@@ -33,7 +33,7 @@ hookimpl = pluggy.HookimplMarker(NAME)
 
 
 @hookspec
-def settings_model() -> type[BaseModel] | None:  # type: ignore[empty-body]
+def settings_model() -> type[BaseModel] | None:
     """Declare the process-wide settings this plugin reads.
 
     Called once by the core while it builds the CLI and loads configuration. Return a pydantic
@@ -48,7 +48,7 @@ def settings_model() -> type[BaseModel] | None:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def resolve_backend(instance: BackendInstance, proxy: Proxy) -> Backend | None:  # type: ignore[empty-body]
+def resolve_backend(instance: BackendInstance, proxy: Proxy) -> Backend | None:
     """Turn a configured instance into a backend.
 
     Called once per instance at start-up, in configuration order. Return a
@@ -65,7 +65,7 @@ def resolve_backend(instance: BackendInstance, proxy: Proxy) -> Backend | None: 
 
 
 @hookspec
-def prepare_request(  # type: ignore[empty-body]
+def prepare_request(
     backend: Backend, call: ChatCall, request: UpstreamRequest
 ) -> Awaitable[None] | None:
     """Edit the outgoing HTTP request of an :class:`~hookproxy.HTTPBackend` in place.
@@ -80,7 +80,7 @@ def prepare_request(  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:  # type: ignore[empty-body]
+def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:
     """Decide what happens after an upstream attempt failed before any byte reached the client.
 
     Called by the core for every failed attempt (429, quota, 5xx, connection errors, timeouts;
@@ -94,7 +94,7 @@ def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> Ret
 
 
 @hookspec(firstresult=True)
-def stream_response(  # type: ignore[empty-body]
+def stream_response(
     backend: Backend, call: ChatCall, stream: UpstreamStream
 ) -> AsyncIterator[bytes] | None:
     """Transform a successful streamed answer before it reaches the client.

@@ -59,7 +59,7 @@ def make_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigError(f"plugin {exc.plugin_name!r}: {exc}; fix the hook name") from exc
+        raise ConfigError(f"{exc}; fix the hook name or add the missing hookspec") from exc
     _refuse_async_firstresult(pm)
     if os.environ.get("HOOKPROXY_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
@@ -105,6 +105,8 @@ def list_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     infos = []
     for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # a blocked name
+            continue
         dist = dists.get(id(plugin))
         hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
         infos.append(
@@ -120,11 +122,13 @@ def list_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
 
 def settings_models(pm: pluggy.PluginManager) -> list[tuple[str, type[BaseModel]]]:
     """(plugin name, settings model) for every plugin implementing ``settings_model``."""
-    models = []
+    models: list[tuple[str, type[BaseModel]]] = []
     for impl in pm.hook.settings_model.get_hookimpls():
         model = impl.function()
-        if model is not None:
+        if isinstance(model, type) and issubclass(model, BaseModel):
             models.append((impl.plugin_name, model))
+        elif model is not None:
+            raise ConfigError(f"plugin {impl.plugin_name!r}: settings_model must return a pydantic model class")
     return models
 
 

@@ -24,8 +24,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
             when = parsedate_to_datetime(text)
         except (TypeError, ValueError, IndexError):
             return None
-        if when is None:
-            return None
         seconds = when.timestamp() - (time.time() if now is None else now)
         return max(0.0, seconds) if seconds > -1 else None
     if seconds != seconds or seconds < 0 or seconds == float("inf"):

@@ -227,7 +227,7 @@ class FakeUpstream:
         if answer.sse is not None or answer.chunks is not None:
             await self._stream(answer, request, receive, send)
             return
-        payload = answer.body if answer.body is not None else orjson.dumps(answer.json if answer.json is not None else {})
+        payload = answer.body if answer.body is not None else orjson.dumps({} if answer.json is None else answer.json)
         response_headers = {"content-type": "application/json", **answer.headers}
         await send({"type": "http.response.start", "status": answer.status,
                     "headers": [(k.encode(), v.encode()) for k, v in response_headers.items()]})

@@ -11,7 +11,6 @@ per request; here each aiohttp failure maps to the httpx error that means the sa
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from functools import lru_cache
 
@@ -28,7 +27,7 @@ def _map_error(exc: BaseException, request: httpx.Request, *, connected: bool) -
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message, request=request)
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
         if connected:
             return httpx.ReadTimeout(message or "read timed out", request=request)
         return httpx.ConnectTimeout(message or "connect timed out", request=request)
@@ -52,7 +51,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _map_error(exc, self._request, connected=True) from exc
 
     async def aclose(self) -> None:
@@ -100,7 +99,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 compress=None,
                 timeout=_client_timeout(timeout.get("connect"), timeout.get("read")),
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _map_error(exc, request, connected=False) from exc
         return httpx.Response(
             status_code=response.status,
