@@ -8,10 +8,11 @@ through untouched, and schema validation of the whole body would cost time on ev
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, AsyncGenerator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,22 +21,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
 from .backend import Reply
+from .bruteforce import BruteForceGuard
 from .errors import (
     AuthenticationFailed,
     BodyTooLarge,
     InvalidRequest,
     LoopDetected,
     ProxyError,
-    UpstreamUnreachable,
-    error_event,
 )
+from .failover import Attempts
 from .plugins import list_plugins
 from .proxy import LOOP_GUARD_HEADER, Proxy
+from .routing import parse_chain
+from .streaming import after_wait, relay
 
 log = logging.getLogger("hookproxy")
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream; charset=utf-8"
+#: Headers of a stream committed before its backend was known (the backend is named in a comment).
+_COMMITTED_HEADERS = {"cache-control": "no-cache", "x-hookproxy-failover": "waiting"}
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -43,10 +48,15 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class Authenticator:
-    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time (A-1, A-2)."""
+    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time (A-1, A-2).
 
-    def __init__(self, keys: list[str]) -> None:
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5); its
+    table is empty until a bad key arrives, so good traffic pays one truth test.
+    """
+
+    def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
         self._keys = [key.encode() for key in keys]
+        self.guard = guard if guard is not None else BruteForceGuard()
 
     @property
     def enabled(self) -> bool:
@@ -55,6 +65,9 @@ class Authenticator:
     def check(self, request: Request) -> None:
         if not self._keys:
             return
+        guard = self.guard
+        if guard.active:
+            guard.check(_client(request))
         headers = request.headers
         supplied = headers.get("x-api-key")
         authorization = headers.get("authorization")
@@ -66,11 +79,19 @@ class Authenticator:
             for key in self._keys:
                 matched |= hmac.compare_digest(candidate, key)
             if matched:
+                if guard.active:
+                    guard.success(_client(request))
                 return
+        guard.failure(_client(request))
         raise AuthenticationFailed(
             "invalid or missing proxy API key: send 'Authorization: Bearer <key>' with a key from auth.api_keys, "
             "HOOKPROXY_API_KEYS or --api-key"
         )
+
+
+def _client(request: Request) -> str:
+    client = request.client
+    return client.host if client is not None else "unknown"
 
 
 def create_app(proxy: Proxy) -> FastAPI:
@@ -87,7 +108,8 @@ def create_app(proxy: Proxy) -> FastAPI:
     app = FastAPI(title="hookproxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.proxy = proxy
     auth = Authenticator(proxy.settings.api_keys if not proxy.settings.disable_auth else [])
-    max_body = proxy.settings.max_body_bytes
+    settings = proxy.settings
+    max_body = settings.max_body_bytes
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(_request: Request, exc: ProxyError) -> Response:
@@ -99,37 +121,23 @@ def create_app(proxy: Proxy) -> FastAPI:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
         body = await _read_json(request, max_body)
         model, stream = _validate(body)
-        forced = proxy.settings.force_model
-        reply = await proxy.complete(forced or model, body, stream=stream)
-        return _respond(reply)
+        attempts = Attempts.start(proxy, parse_chain(settings.force_model or model), body, stream=stream)
+        step = await attempts.next()
+        while not isinstance(step, Reply):
+            if stream:
+                # Commit the stream now so keep-alives can flow while we wait (F-3).
+                return StreamingResponse(after_wait(attempts, step, settings.keepalive_interval),
+                                         media_type=EVENT_STREAM, headers=_COMMITTED_HEADERS)
+            await asyncio.sleep(step)
+            step = await attempts.next()
+        return _respond(step)
 
     async def list_models(request: Request) -> Response:
         auth.check(request)
-        data = []
-        created = int(time.time())
-        for backend in proxy.backends.values():
-            if not backend.health().usable:
-                continue
-            owner = proxy.display_name(backend)
-            data.extend(
-                {"id": f"{owner}:{model}", "object": "model", "created": created, "owned_by": owner}
-                for model in backend.models()
-            )
-        return _json({"object": "list", "data": data})
+        return _json({"object": "list", "data": _model_list(proxy)})
 
     async def health(_request: Request) -> Response:
-        backends = {}
-        for backend_id, backend in proxy.backends.items():
-            state = backend.health()
-            backends[backend_id] = {
-                "connector": backend.instance.connector,
-                "usable": state.usable,
-                "reason": state.reason,
-                **dict(state.details),
-            }
-        for backend_id, reason in proxy.skipped.items():
-            backends[backend_id] = {"usable": False, "reason": reason}
-        return _json({"status": "ok", "backends": backends})
+        return _json({"status": "ok", "backends": _backend_states(proxy)})
 
     async def plugins(request: Request) -> Response:
         auth.check(request)
@@ -142,6 +150,35 @@ def create_app(proxy: Proxy) -> FastAPI:
     app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
     app.add_api_route("/-/plugins", plugins, methods=["GET"], include_in_schema=False)
     return app
+
+
+def _model_list(proxy: Proxy) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = []
+    created = int(time.time())
+    for backend in proxy.backends.values():
+        if not backend.health().usable:
+            continue
+        owner = proxy.display_name(backend)
+        data.extend(
+            {"id": f"{owner}:{model}", "object": "model", "created": created, "owned_by": owner}
+            for model in backend.models()
+        )
+    return data
+
+
+def _backend_states(proxy: Proxy) -> dict[str, dict[str, Any]]:
+    backends: dict[str, dict[str, Any]] = {}
+    for backend_id, backend in proxy.backends.items():
+        state = backend.health()
+        backends[backend_id] = {
+            "connector": backend.instance.connector,
+            "usable": state.usable,
+            "reason": state.reason,
+            **dict(state.details),
+        }
+    for backend_id, reason in proxy.skipped.items():
+        backends[backend_id] = {"usable": False, "reason": reason}
+    return backends
 
 
 async def _read_json(request: Request, max_body: int) -> dict[str, Any]:
@@ -195,24 +232,8 @@ def _reply_headers(reply: Reply) -> dict[str, str]:
 def _respond(reply: Reply) -> Response:
     headers = _reply_headers(reply)
     if reply.chunks is not None:
-        return StreamingResponse(_relay(reply), status_code=reply.status, media_type=EVENT_STREAM, headers=headers)
+        return StreamingResponse(relay(reply), status_code=reply.status, media_type=EVENT_STREAM, headers=headers)
     content_type = reply.headers.get("content-type", JSON)
     if content_type.startswith(JSON) and "charset" not in content_type:
         content_type = JSON
     return Response(reply.body or b"", status_code=reply.status, media_type=content_type, headers=headers)
-
-
-async def _relay(reply: Reply) -> AsyncIterator[bytes]:
-    """Relay a stream; an error after the first byte becomes one error event, then the end."""
-    assert reply.chunks is not None
-    try:
-        async for chunk in reply.chunks:
-            yield chunk
-    except ProxyError as exc:
-        log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
-        yield error_event(exc)
-    except OSError as exc:
-        yield error_event(UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}"))
-    finally:
-        await reply.aclose()
-

@@ -1,13 +1,13 @@
-"""From a parsed selector to a reply: candidates, attempts, retries and failover.
+"""From a parsed selector to candidates, and what to do when one of them fails.
 
 Every failed attempt is offered to plugins through ``on_rate_limit`` first (the qwen-oauth
 connector's single retry lives there); when no plugin decides, :func:`core_policy` applies the
-seed's rules (F-2). Recovery only happens here, i.e. before the first byte reached the client.
+seed's rules (F-2). The attempt loop that acts on these decisions (waits, budget, hops) is
+:mod:`hookproxy.failover`; recovery only happens before the first byte reached the client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -66,64 +66,57 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
     return candidates
 
 
+#: Statuses after which another backend may well succeed (the client's request is not at fault).
+FAILOVER_STATUSES = frozenset({401, 403, 404, 408})
+
+
 def core_policy(settings: Settings, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
-    """The seed's failure handling (F-2) for when no plugin decided."""
+    """The seed's failure handling (F-2) for when no plugin decided.
+
+    Retries stay on the same backend once (``call.attempt == 1``): a backend that fails twice is
+    better replaced than hammered, and the qwen-oauth plugin's own retry already ran first.
+    ``failover`` without a next candidate is turned into ``surface`` by the caller.
+    """
     status = error.status
-    fail = RetryDecision("failover", 0.0, f"HTTP {status}") if has_next else RetryDecision("surface")
     if status == 429:
         wait = error.retry_after
         if wait is not None and wait <= settings.max_silent_wait and call.attempt == 1:
             return RetryDecision("retry", max(wait, settings.min_retry_wait), f"429, Retry-After {wait:g}s")
-        return fail
+        why = "no Retry-After" if wait is None else f"Retry-After {wait:g}s"
+        return RetryDecision("failover", 0.0, f"429, {why}")
     if isinstance(error, UpstreamTimeout):
-        return fail
+        return RetryDecision("failover", 0.0, f"timeout: {error.message}")
+    if getattr(error, "fail_over_at_once", False):
+        return RetryDecision("failover", 0.0, error.message)
     if isinstance(error, UpstreamUnreachable) or status in (502, 503):
         if call.attempt == 1:
-            return RetryDecision("retry", settings.min_retry_wait, f"{status}, retrying once")
-        return fail
-    if status in (401, 403) or status >= 500:
-        return fail
-    return RetryDecision("surface")
+            hint = error.retry_after or 0.0
+            hint = hint if hint <= settings.max_silent_wait else 0.0
+            return RetryDecision("retry", max(hint, settings.min_retry_wait), f"{_label(error)}, retrying once")
+        return RetryDecision("failover", 0.0, _label(error))
+    if status in FAILOVER_STATUSES or status >= 500:
+        return RetryDecision("failover", 0.0, _label(error))
+    return RetryDecision("surface", 0.0, f"HTTP {status} is not retryable")
+
+
+def _label(error: UpstreamError) -> str:
+    if isinstance(error, UpstreamUnreachable) and error.status == 502:
+        return "connection error"
+    return f"HTTP {error.status}"
 
 
 def decide(proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
+    """Plugins first (``on_rate_limit``), then :func:`core_policy`."""
     decision = proxy.pm.hook.on_rate_limit(backend=backend, call=call, error=error)
-    if decision is None:
-        decision = core_policy(proxy.settings, call, error, has_next)
-    if decision.action == "failover" and not has_next:
-        return RetryDecision("surface")
-    return decision
+    if isinstance(decision, RetryDecision):
+        return decision
+    return core_policy(proxy.settings, call, error, has_next)
 
 
 async def dispatch(
     proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool, failover: bool = True
 ) -> Reply:
-    candidates = expand_candidates(proxy, routes)
-    if not failover:
-        candidates = candidates[:1]
-    last_error: UpstreamError | None = None
-    for index, route in enumerate(candidates):
-        backend = proxy.lookup(route.backend or "")
-        call = ChatCall(body=request_body(body, route), route=route, stream=stream)
-        has_next = index + 1 < len(candidates)
-        while True:
-            try:
-                reply = await backend.handle(call, proxy)
-            except UpstreamError as error:
-                last_error = error
-                decision = decide(proxy, backend, call, error, has_next and failover)
-                if decision.action == "surface":
-                    raise
-                log.info("%s on %s: %s in %.1fs (%s)", error.status, backend.id, decision.action, decision.wait,
-                         decision.reason)
-                if decision.wait > 0:
-                    await asyncio.sleep(decision.wait)
-                if decision.action == "retry":
-                    call.attempt += 1
-                    continue
-                break
-            reply.backend = reply.backend or backend.id
-            reply.model = reply.model or route.model
-            return reply
-    assert last_error is not None
-    raise last_error
+    """Serve ``body`` from the first candidate that answers (kept for callers of the old API)."""
+    from .failover import complete
+
+    return await complete(proxy, routes, body, stream=stream, failover=failover)

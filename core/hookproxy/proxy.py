@@ -16,14 +16,15 @@ import orjson
 import pluggy
 from pydantic import BaseModel
 
-from . import dispatch
 from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, UpstreamRequest
 from .config import LoadedConfig, Settings
 from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .failover import complete as complete_with_failover
 from .plugins import await_all
 from .retry_after import retry_after_from_headers
 from .routing import parse_chain
 from .sse import UpstreamStream
+from .streamguard import StreamGuard
 from .transport import AiohttpTransport
 
 log = logging.getLogger("hookproxy")
@@ -70,7 +71,7 @@ class Proxy:
         return value
 
     def _resolve_backends(self, instances: list[BackendInstance]) -> None:
-        connectors = {name for name, _ in self.pm.list_name_plugin() if name and not name.startswith("hookproxy.")}
+        connectors = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
         configured = {instance.connector for instance in instances}
         synthesized = [
             BackendInstance(id=f"{name}.default", connector=name, synthesized=True)
@@ -78,7 +79,8 @@ class Proxy:
         ]
         for instance in [*instances, *synthesized]:
             if instance.connector not in connectors:
-                reason = f"no plugin provides connector {instance.connector!r} (installed: {', '.join(sorted(connectors))})"
+                installed = ", ".join(sorted(connectors))
+                reason = f"no plugin provides connector {instance.connector!r} (installed: {installed})"
                 self.skipped[instance.id] = reason
                 log.warning("skipping %s: %s", instance.where(), reason)
                 continue
@@ -136,7 +138,7 @@ class Proxy:
         ``failover=False`` only the first candidate is tried (plugin retries still apply).
         """
         routes = parse_chain(model)
-        return await dispatch.dispatch(self, routes, body, stream=stream, failover=failover)
+        return await complete_with_failover(self, routes, body, stream=stream, failover=failover)
 
     async def send_upstream(self, backend: HTTPBackend, call: ChatCall) -> Reply:
         """One HTTP attempt against an OpenAI-compatible upstream (see ``HTTPBackend``)."""
@@ -147,7 +149,9 @@ class Proxy:
         if response.status_code >= 400:
             raise await _upstream_error(backend, response)
         if call.stream and content_type.startswith("text/event-stream"):
-            raw = _iterate(backend, response)
+            settings = self.settings
+            raw = _iterate(backend, response, StreamGuard(settings.stream_idle_timeout,
+                                                           settings.stream_max_lifetime, response.aclose))
             transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(raw))
             return Reply(
                 status=response.status_code,
@@ -200,16 +204,31 @@ class Proxy:
             ) from exc
 
 
-async def _iterate(backend: Backend, response: httpx.Response) -> AsyncIterator[bytes]:
+async def _iterate(
+    backend: Backend, response: httpx.Response, guard: StreamGuard | None = None
+) -> AsyncIterator[bytes]:
+    """The upstream body; with a ``guard`` (streams), idle and lifetime limits end it with a 504."""
     stream = response.stream
     assert isinstance(stream, httpx.AsyncByteStream)
     try:
         async for chunk in stream:
-            yield chunk
+            if guard is not None:
+                guard.reading = False
+                yield chunk
+                guard.read_started()
+            else:
+                yield chunk
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
     except httpx.HTTPError as exc:
+        if guard is not None and guard.fired:
+            raise UpstreamTimeout(f"backend {backend.id!r}: {guard.fired}", backend=backend.id) from exc
         raise UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id) from exc
+    finally:
+        if guard is not None:
+            guard.cancel()
+    if guard is not None and guard.fired:
+        raise UpstreamTimeout(f"backend {backend.id!r}: {guard.fired}", backend=backend.id)
 
 
 async def _read_all(backend: Backend, response: httpx.Response, limit: int | None = None) -> bytes:

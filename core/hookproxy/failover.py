@@ -1,0 +1,203 @@
+"""The attempt loop: try candidates in order, retry, wait, fail over, or give up (F-2..F-4).
+
+:class:`Attempts` keeps the state of one request's attempts and is driven from outside:
+``next()`` returns a :class:`~hookproxy.Reply`, or the seconds to wait before calling it again.
+The driver does the waiting, so the app can commit a streaming response and send keep-alive
+comments meanwhile (:mod:`hookproxy.streaming`), while :func:`complete` simply sleeps.
+
+Bounds: ``total_timeout_budget`` (monotonic, from the start of the request) limits waits and,
+once a request is in failover mode, each attempt's time up to its first output;
+``max_failover_hops`` limits the backends tried after the first. When either runs out, the last
+error surfaces; a 429 always carries ``Retry-After``. Every decision is one INFO line on
+``hookproxy.failover``.
+
+Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
+attribute checks; no timer, no stream peeking (there is nothing to fail over to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from .backend import Backend, ChatCall, Reply
+from .dispatch import decide, expand_candidates, request_body
+from .errors import ProxyError, UpstreamError, UpstreamTimeout
+from .streamcheck import first_output
+
+if TYPE_CHECKING:
+    from .proxy import Proxy
+    from .routing import Route
+
+log = logging.getLogger("hookproxy.failover")
+
+#: A plugin that keeps answering "retry" cannot pin a request to one backend forever.
+MAX_ATTEMPTS_PER_BACKEND = 10
+#: Statuses of a plugin's own errors (not upstream answers) after which the next candidate is tried.
+LOCAL_FAILOVER_STATUSES = frozenset({401, 403, 429})
+
+
+class Attempts:
+    """One request's way through its candidates; see the module docstring."""
+
+    __slots__ = ("proxy", "candidates", "body", "stream", "index", "hops", "call", "started",
+                 "last_error", "count", "shortest_retry_after")
+
+    def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool) -> None:
+        self.proxy = proxy
+        self.candidates = candidates
+        self.body = body
+        self.stream = stream
+        self.index = 0
+        self.hops = 0
+        self.call: ChatCall | None = None
+        self.started = time.monotonic()
+        self.last_error: ProxyError | None = None
+        self.count = 0
+        self.shortest_retry_after: float | None = None
+
+    @classmethod
+    def start(cls, proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool,
+              failover: bool = True) -> Attempts:
+        candidates = expand_candidates(proxy, routes)
+        return cls(proxy, candidates if failover else candidates[:1], body, stream)
+
+    def _has_next(self) -> bool:
+        return self.index + 1 < len(self.candidates) and self.hops < self.proxy.settings.max_failover_hops
+
+    def remaining(self) -> float:
+        return self.proxy.settings.total_timeout_budget - (time.monotonic() - self.started)
+
+    async def next(self) -> Reply | float:
+        """Attempt until a reply (returned) or a wait (seconds, returned); raise when giving up."""
+        proxy = self.proxy
+        while True:
+            route = self.candidates[self.index]
+            backend = proxy.lookup(route.backend or "")
+            call = self.call
+            if call is None:
+                call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream)
+            has_next = self._has_next()
+            self.count += 1
+            try:
+                if has_next or self.count > 1:
+                    reply = await self._guarded(backend, call, has_next)
+                else:
+                    reply = await backend.handle(call, proxy)
+            except UpstreamError as error:
+                wait = self._after_failure(backend, call, error, has_next)
+            except ProxyError as error:
+                # A plugin's own refusal (dead credentials, a closed gate): no retry, but another
+                # backend can serve; a bad request stays the client's problem.
+                if not has_next or not (error.status in LOCAL_FAILOVER_STATUSES or error.status >= 500):
+                    raise
+                self.last_error = error
+                wait = self._fail_over(backend, 0.0, f"{backend.id} refused: HTTP {error.status}: {error.message}")
+            else:
+                reply.backend = reply.backend or backend.id
+                reply.model = reply.model or route.model
+                if self.count > 1:
+                    log.info("failover: %s:%s answered after %d attempts in %.1fs", backend.id, route.model,
+                             self.count, time.monotonic() - self.started)
+                return reply
+            if wait > 0:
+                return wait
+
+    async def _guarded(self, backend: Backend, call: ChatCall, has_next: bool) -> Reply:
+        """One attempt bounded by the remaining budget; streams are checked up to their first output."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise _budget_timeout(backend, self.proxy.settings.total_timeout_budget)
+        try:
+            async with asyncio.timeout(remaining) as scope:
+                reply = await backend.handle(call, self.proxy)
+                if reply.chunks is not None and has_next:
+                    reply.backend = reply.backend or backend.id
+                    reply = await first_output(reply)
+                return reply
+        except TimeoutError:
+            if scope.expired():
+                raise _budget_timeout(backend, self.proxy.settings.total_timeout_budget) from None
+            raise
+
+    def _after_failure(self, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool) -> float:
+        """Apply the decision for one failed attempt; return the wait before the next one."""
+        self.last_error = error
+        if error.status == 429 and error.retry_after is not None:
+            shortest = self.shortest_retry_after
+            self.shortest_retry_after = error.retry_after if shortest is None else min(shortest, error.retry_after)
+        if isinstance(error, BudgetExhausted):
+            raise self._give_up("the total_timeout_budget ran out")
+        decision = decide(self.proxy, backend, call, error, has_next)
+        remaining = self.remaining()
+        action, wait = decision.action, max(0.0, decision.wait)
+        if action == "retry" and call.attempt >= MAX_ATTEMPTS_PER_BACKEND:
+            action, wait = "failover", 0.0
+        if action == "retry" and wait >= remaining and has_next:
+            action, wait = "failover", 0.0  # waiting here would eat the whole budget
+        if action == "surface":
+            raise self._give_up(decision.reason or f"HTTP {error.status} is not retryable")
+        if action == "failover" and not has_next:
+            why = "max_failover_hops reached" if self.index + 1 < len(self.candidates) else "no other candidate"
+            raise self._give_up(f"{decision.reason or _describe(error)}; {why}")
+        if wait >= remaining:
+            raise self._give_up(f"{decision.reason or _describe(error)}; waiting {wait:g}s would exceed "
+                                f"the total_timeout_budget ({remaining:.1f}s left)")
+        if action == "retry":
+            log.info("failover: waiting %.1fs before retrying %s (%s)", wait, backend.id,
+                     decision.reason or _describe(error))
+            call.attempt += 1
+            return wait
+        return self._fail_over(backend, wait, decision.reason or _describe(error))
+
+    def _fail_over(self, backend: Backend, wait: float, reason: str) -> float:
+        following = self.candidates[self.index + 1]
+        log.info("failover: failing over from %s to %s%s (%s)", backend.id, following,
+                 f" in {wait:.1f}s" if wait else "", reason)
+        self.index += 1
+        self.hops += 1
+        self.call = None
+        return wait
+
+    def _give_up(self, reason: str) -> ProxyError:
+        error = self.last_error
+        assert error is not None
+        log.info("failover: giving up after %d attempt%s in %.1fs: %s", self.count, "s" if self.count != 1 else "",
+                 time.monotonic() - self.started, reason)
+        if error.status == 429 and "Retry-After" not in error.headers:
+            hint = self.shortest_retry_after
+            if hint is None:
+                hint = max(1.0, self.proxy.settings.min_retry_wait)
+            error.headers["Retry-After"] = str(max(1, math.ceil(hint)))
+        return error
+
+
+def _describe(error: UpstreamError) -> str:
+    return f"HTTP {error.status}: {error.message}"
+
+
+class BudgetExhausted(UpstreamTimeout):
+    """The request's total_timeout_budget ran out during an attempt (504, no further attempt)."""
+
+
+def _budget_timeout(backend: Backend, budget: float) -> BudgetExhausted:
+    return BudgetExhausted(
+        f"backend {backend.id!r} gave no answer within the {budget:g}s failover budget "
+        "(total_timeout_budget)",
+        backend=backend.id,
+    )
+
+
+async def complete(
+    proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool, failover: bool = True
+) -> Reply:
+    """Run every attempt to the end, sleeping through waits (no client to keep warm)."""
+    attempts = Attempts.start(proxy, routes, body, stream=stream, failover=failover)
+    while True:
+        step = await attempts.next()
+        if isinstance(step, Reply):
+            return step
+        await asyncio.sleep(step)

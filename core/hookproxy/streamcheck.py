@@ -1,0 +1,124 @@
+"""Look at the start of a streamed answer before committing it to the client (F-3).
+
+An upstream may answer ``200 text/event-stream`` and then send nothing useful: no event at all,
+only a role chunk and ``[DONE]``, an error event, garbage, or a reset. Once bytes reached the
+client it is too late to fail over, so when another candidate exists the attempt loop pulls
+events until the first one that carries output (content, tool calls, reasoning, or a
+finish_reason). The raw bytes pulled so far are re-emitted untouched and the rest of the
+upstream iterator follows, so nothing is re-encoded.
+
+Choice: only the start is checked. A stream that first sends content and later breaks is
+relayed, and its failure becomes one error event (``relay``): bytes already went out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .backend import Reply
+from .errors import UpstreamError, UpstreamUnreachable
+from .sse import SSEEvent, SSEParser
+
+#: Commit anyway after this many bytes or events without output (a chatty but valid upstream).
+PEEK_MAX_BYTES = 256 * 1024
+PEEK_MAX_EVENTS = 64
+_OUTPUT_KEYS = ("content", "tool_calls", "reasoning_content", "reasoning", "function_call", "refusal")
+
+
+class BadStream(UpstreamError):
+    """A 2xx stream that ended, broke or spoke garbage before its first output event (502)."""
+
+    code = "upstream_bad_stream"
+    #: Read by the core policy: trying the same backend again is unlikely to help.
+    fail_over_at_once = True
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("status", 502)
+        super().__init__(message, **kwargs)
+
+
+def has_output(payload: Any) -> bool:
+    """Whether one parsed chunk carries something a client shows (or a finish_reason)."""
+    if not isinstance(payload, dict):
+        return False
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason"):
+            return True
+        delta = choice.get("delta") or choice.get("message")
+        if isinstance(delta, dict) and any(delta.get(key) for key in _OUTPUT_KEYS):
+            return True
+    return False
+
+
+def _verdict(event: SSEEvent, backend: str) -> bool:
+    """True once output starts; False to keep reading; raises BadStream for a failed start."""
+    if event.data is None:
+        if event.comments:
+            return False  # an upstream keep-alive
+        raise BadStream(f"backend {backend!r} sent a malformed SSE event before any output", backend=backend)
+    if event.is_done:
+        raise BadStream(f"backend {backend!r} ended its stream without any content", backend=backend)
+    try:
+        payload = event.json()
+    except ValueError:
+        raise BadStream(f"backend {backend!r} sent malformed SSE data: {event.data[:200]!r}", backend=backend) from None
+    if isinstance(payload, dict) and payload.get("error"):
+        detail = payload["error"]
+        message = detail.get("message") if isinstance(detail, dict) else detail
+        raise BadStream(f"backend {backend!r} streamed an error before any output: {message}", backend=backend)
+    return has_output(payload)
+
+
+async def first_output(reply: Reply) -> Reply:
+    """Return ``reply`` with its first output event already read (and re-emitted), or raise.
+
+    The reply is closed when this raises (including on cancellation by the failover budget).
+    """
+    assert reply.chunks is not None
+    chunks = reply.chunks.__aiter__()
+    parser = SSEParser()
+    pulled: list[bytes] = []
+    size = events = 0
+    try:
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except UpstreamUnreachable as exc:
+                raise BadStream(f"{exc.message} (before any output)", backend=reply.backend) from exc
+            except StopAsyncIteration:
+                for event in parser.close():
+                    if _verdict(event, reply.backend):
+                        break
+                else:
+                    raise BadStream(f"backend {reply.backend!r} ended its stream before any event",
+                                    backend=reply.backend) from None
+                break
+            pulled.append(chunk)
+            size += len(chunk)
+            found = False
+            for event in parser.feed(chunk):
+                events += 1
+                if _verdict(event, reply.backend):
+                    found = True
+                    break
+            if found or size >= PEEK_MAX_BYTES or events >= PEEK_MAX_EVENTS:
+                break
+    except BaseException:
+        await reply.aclose()
+        raise
+    reply.chunks = _replay(pulled, chunks)
+    return reply
+
+
+async def _replay(pulled: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in pulled:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+

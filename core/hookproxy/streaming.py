@@ -1,0 +1,85 @@
+"""Bytes to a streaming client: the relay, and keep-alives while failover waits (F-3).
+
+``relay`` forwards a reply's SSE bytes untouched; an error after the first byte becomes one
+``data: {"error": ...}`` event and the end of the stream (E-4..E-6).
+
+``after_wait`` is used when a streaming request needs to wait (a retry after Retry-After, a
+delayed failover) before any byte reached the client. The app has then already answered
+``200 text/event-stream``; this generator sends ``: retrying in Ns`` and ``: keepalive``
+comments every ``keepalive_interval`` while the remaining attempts run, then relays the reply
+that finally came, or ends with one error event. The response headers went out before the
+answering backend was known, so it is named in a ``: hookproxy backend=... model=...`` comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+
+from .backend import Reply
+from .errors import ProxyError, UpstreamUnreachable, error_event
+from .failover import Attempts
+from .sse import DONE, encode_comment
+
+log = logging.getLogger("hookproxy")
+
+
+async def relay(reply: Reply) -> AsyncIterator[bytes]:
+    """Relay a stream; an error after the first byte becomes one error event, then the end."""
+    assert reply.chunks is not None
+    try:
+        async for chunk in reply.chunks:
+            yield chunk
+    except ProxyError as exc:
+        log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
+        yield error_event(exc)
+    except OSError as exc:
+        yield error_event(UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}"))
+    finally:
+        await reply.aclose()
+
+
+async def after_wait(attempts: Attempts, wait: float, interval: float) -> AsyncIterator[bytes]:
+    """Wait, keep the client warm, run the remaining attempts, and relay what answers."""
+    step: Reply | float = wait
+    try:
+        while not isinstance(step, Reply):
+            yield encode_comment(f"retrying in {step:g}s")
+            task = asyncio.ensure_future(_next_after(attempts, step))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({task}, timeout=interval)
+                    if done:
+                        break
+                    yield encode_comment("keepalive")
+            finally:
+                if not task.done():
+                    task.cancel()
+            step = task.result()
+    except ProxyError as exc:
+        yield error_event(exc)
+        return
+    yield encode_comment(f"hookproxy backend={step.backend} model={step.model}")
+    if step.chunks is not None:
+        async for chunk in relay(step):
+            yield chunk
+        return
+    await step.aclose()
+    yield _body_as_events(step.body or b"")
+
+
+async def _next_after(attempts: Attempts, wait: float) -> Reply | float:
+    await asyncio.sleep(wait)
+    return await attempts.next()
+
+
+def _body_as_events(body: bytes) -> bytes:
+    """A JSON answer to a stream request, after the stream was committed: one event, [DONE]."""
+    try:
+        payload = orjson.dumps(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return error_event(UpstreamUnreachable("the backend answered a stream request with a non-JSON body"))
+    return b"data: " + payload + b"\n\n" + DONE
