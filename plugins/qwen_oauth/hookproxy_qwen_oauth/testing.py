@@ -37,6 +37,7 @@ class QwenService:
         self.token_stall = 0.0
         self.expires_in = 3600
         self.resource_url: str | None = None
+        self.discontinued = False  # after 2026-04-15 every OAuth token gets 401
 
     def __call__(self, request: RecordedRequest) -> Canned | None:
         if request.path == TOKEN_PATH:
@@ -44,7 +45,7 @@ class QwenService:
         if request.path.endswith("/chat/completions"):
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
             with self.lock:
-                if token not in self.access_tokens:
+                if self.discontinued or token not in self.access_tokens:
                     return Canned(status=401, json=INVALID_TOKEN)
         return None
 
