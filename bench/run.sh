@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# One command: benchmark hookproxy beside the direct floor, the naive FastAPI+httpx proxy and LiteLLM.
+#
+#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive litellm hookproxy"
+#   REPEATS=1 SKIP_LITELLM=1 bench/run.sh # quick look, no LiteLLM (skips its ~750 MiB install)
+#   HOOKPROXY_REF=worktree bench/run.sh   # measure the working tree instead of a commit
+#   HOOKPROXY_DISABLE_PLUGINS=qwen-oauth,hybrid bench/run.sh   # core alone (plugins stay installed)
+#
+# What it does:
+#   1. setup.sh: wrk (apt), .venv-bench (fake upstream, naive proxy, load generator) and, unless
+#      SKIP_LITELLM=1, .venv-litellm (litellm[proxy]==1.108.7).
+#   2. Makes sure hookproxy is installed: HOOKPROXY_PY (default <repo>/.venv/bin/python); if that
+#      venv is missing it is created and the repo installed into it (pip install -e <repo>).
+#   3. Takes the hookproxy source to measure: by default a snapshot of HOOKPROXY_REF=HEAD's core/
+#      (git archive, put first on PYTHONPATH), so edits in progress in core/ don't leak into the
+#      figures and the commit hash in the results is exact. HOOKPROXY_REF=worktree runs the
+#      installed (editable) tree as it is on disk.
+#   4. Runs run_baseline.sh with hookproxy as a generic target (pinned to PROXY_CPUS=1, one
+#      uvicorn worker, fake upstream + load generator on LOADGEN_CPUS=0).
+# Output: bench/results/<timestamp>/ (tables.md, results.jsonl, env.txt, hookproxy.txt, logs).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+cd "$HERE"
+
+export REPEATS=${REPEATS:-3}
+SKIP_LITELLM=${SKIP_LITELLM:-0}
+HOOKPROXY_PORT=${HOOKPROXY_PORT:-9300}
+HOOKPROXY_REF=${HOOKPROXY_REF:-HEAD}
+HOOKPROXY_PY=${HOOKPROXY_PY:-$REPO/.venv/bin/python}
+CONFIG=${HOOKPROXY_CONFIG:-$HERE/config/config.yaml}
+if [ -z "${TARGETS:-}" ]; then
+  TARGETS="direct naive litellm hookproxy"
+  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive hookproxy"
+fi
+export TARGETS
+export OUT=${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)}
+
+# 1. harness
+SKIP_LITELLM=$SKIP_LITELLM bash "$HERE/setup.sh"
+
+# 2. hookproxy installed?
+if ! "$HOOKPROXY_PY" -c 'import hookproxy.cli' 2>/dev/null; then
+  venv=$(dirname "$(dirname "$HOOKPROXY_PY")")
+  echo "run.sh: installing hookproxy into $venv"
+  [ -x "$HOOKPROXY_PY" ] || "${PYTHON:-python3}" -m venv "$venv"
+  "$HOOKPROXY_PY" -m pip install -q -e "$REPO"
+fi
+
+# 3. source snapshot
+mkdir -p "$OUT"
+PYPATH=""
+if [ "$HOOKPROXY_REF" != worktree ]; then
+  COMMIT=$(git -C "$REPO" rev-parse "$HOOKPROXY_REF")
+  SNAP=$OUT/hookproxy-src
+  mkdir -p "$SNAP"
+  git -C "$REPO" archive "$COMMIT" core | tar -x -C "$SNAP"
+  PYPATH=$SNAP/core
+  SOURCE="commit $COMMIT (snapshot of core/ in $SNAP)"
+else
+  COMMIT=$(git -C "$REPO" rev-parse HEAD)
+  dirty=$(git -C "$REPO" status --porcelain -- core plugins | wc -l)
+  SOURCE="working tree on top of $COMMIT ($dirty changed paths under core/ plugins/)"
+fi
+loaded=$(PYTHONPATH=$PYPATH "$HOOKPROXY_PY" -c 'import hookproxy, os; print(os.path.dirname(hookproxy.__file__))')
+{
+  echo "hookproxy source: $SOURCE"
+  echo "hookproxy imported from: $loaded"
+  echo "hookproxy python: $("$HOOKPROXY_PY" --version 2>&1) ($HOOKPROXY_PY)"
+  echo "hookproxy venv: $("$HOOKPROXY_PY" -m pip list 2>/dev/null | grep -iE '^(hookproxy|fastapi|starlette|uvicorn|httpx|aiohttp|orjson|uvloop|httptools|pluggy|pydantic) ' | tr -s ' ' | paste -sd, -)"
+  echo "HOOKPROXY_DISABLE_PLUGINS=${HOOKPROXY_DISABLE_PLUGINS:-}"
+  echo "config: $CONFIG"
+  echo "plugins and backends:"
+  UPSTREAM_URL=http://127.0.0.1:${UPSTREAM_PORT:-8001} UPSTREAM_KEY=sk-fake PYTHONPATH=$PYPATH \
+    "$HOOKPROXY_PY" -m hookproxy plugins --config "$CONFIG" 2>&1 | sed 's/^/  /'
+} | tee "$OUT/hookproxy.txt"
+
+# 4. run
+export HOOKPROXY_URL=http://127.0.0.1:$HOOKPROXY_PORT HOOKPROXY_MODEL=fake HOOKPROXY_KEY=sk-bench
+export HOOKPROXY_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $HOOKPROXY_PORT"
+# Other work on the machine (test suites ...) is noise: log every process above 5% CPU every 5 s.
+setsid bash -c 'taskset -c "$1" top -b -d 5 -c -w 200 2>/dev/null \
+    | awk '"'"'/^top -/ {t=$3} $1 ~ /^[0-9]+$/ && $9+0 > 5 {print t, $0; fflush()}'"'"' > "$2"' \
+    _ "${LOADGEN_CPUS:-0}" "$OUT/cpu_noise.log" &
+NOISE=$!
+trap 'kill -- "-$NOISE" 2>/dev/null || true' EXIT
+bash "$HERE/run_baseline.sh"
+echo "other processes above 5% CPU during the run (excluding the harness): $OUT/cpu_noise.log"
+grep -vE 'fake_upstream|load\.py|wrk|hookproxy|naive_proxy|litellm|top -b|awk' "$OUT/cpu_noise.log" | head -20 || true
