@@ -83,3 +83,18 @@ def test_the_shipped_config_starts_and_reports_missing_keys(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "minimax (openai-compatible.minimax) [openai-compatible]: not usable: api_key is empty" in result.stdout
+
+
+def test_hook_tracing_never_prints_a_secret(tmp_path, fake_upstream):
+    path = write_config(tmp_path, {"default_backend": "up", "backends": {"up": upstream_block(
+        fake_upstream, extra={"headers": {"x-secret": "hdr-secret-456"}})}})
+    env = {"HOOKPROXY_TRACE_HOOKS": "1"}
+    result = hookproxy("plugins", "--config", str(path), env=env)
+    assert "resolve_backend" in result.stderr
+    with run_cli_proxy("--config", str(path), env={**CORE_ONLY, **env}) as (url, process):
+        httpx.post(url + "/v1/chat/completions", json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert "prepare_request" in output
+    for secret in ("sk-upstream-secret-123", "hdr-secret-456"):
+        assert secret not in result.stderr + result.stdout + output

@@ -33,10 +33,10 @@ class BackendInstance:
     id: str
     connector: str
     api_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a log line or trace
     models: tuple[str, ...] = ()
     timeout: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     source: Path | None = None
     synthesized: bool = False
 
@@ -110,9 +110,12 @@ class UpstreamRequest:
 
     method: str
     url: str
-    headers: dict[str, str]
-    json: dict[str, Any]
-    timeout: float
+    headers: dict[str, str] = field(repr=False)  # carries credentials: never in a log line or trace
+    json: dict[str, Any] = field(repr=False)
+    timeout: float = 120.0
+
+    def __repr__(self) -> str:
+        return f"UpstreamRequest({self.method} {self.url}, headers={sorted(self.headers)})"
 
 
 @dataclass(frozen=True)
