@@ -57,7 +57,7 @@ def is_recoverable(error: UpstreamError) -> bool:
 
 
 def retry_wait(
-    error: UpstreamError, extra: QwenOAuthExtra, uniform: Callable[[float, float], float] = random.uniform
+    error: UpstreamError, extra: QwenOAuthExtra, uniform: Callable[[float, float], float] | None = None
 ) -> tuple[float, str]:
     """Seconds to hold the request (R-4..R-6): Retry-After capped, else one random draw, capped."""
     cap = extra.qwen_oauth_initial_rate_limit_retry_max_wait_seconds
@@ -67,7 +67,8 @@ def retry_wait(
     high = extra.qwen_oauth_initial_rate_limit_retry_random_max_seconds
     if low > high:
         low, high = high, low
-    return min(uniform(low, high), cap), "random delay"
+    draw = uniform or random.uniform  # looked up per call so tests can patch random.uniform
+    return min(draw(low, high), cap), "random delay"
 
 
 class Backoff:
