@@ -34,8 +34,11 @@ PYPATH=""
 if [ "$HOOKPROXY_REF" != worktree ]; then
   COMMIT=$(git -C "$REPO" rev-parse "$HOOKPROXY_REF")
   mkdir -p "$OUT/hookproxy-src"
-  git -C "$REPO" archive "$COMMIT" core | tar -x -C "$OUT/hookproxy-src"
+  git -C "$REPO" archive "$COMMIT" core plugins | tar -x -C "$OUT/hookproxy-src"
   PYPATH=$OUT/hookproxy-src/core
+  for pkg in "$OUT"/hookproxy-src/plugins/*/hookproxy_*/__init__.py; do
+    [ -e "$pkg" ] && PYPATH=$PYPATH:$(dirname "$(dirname "$pkg")")
+  done
   echo "profiling hookproxy at commit $COMMIT" | tee "$OUT/source.txt"
 else
   echo "profiling the working tree (HEAD $(git -C "$REPO" rev-parse HEAD))" | tee "$OUT/source.txt"

@@ -24,6 +24,9 @@ FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 def package(path: str) -> str:
     if "/hookproxy/" in path or path.startswith("hookproxy/"):
         return "hookproxy"
+    m = re.search(r"(?:^|/)(hookproxy_[A-Za-z0-9_]+)/", path)
+    if m:  # an installed plugin of this repo (plugins/*): own code too
+        return m.group(1)
     m = re.search(r"site-packages/([A-Za-z0-9_]+)", path)
     if m:
         return m.group(1)
@@ -35,10 +38,12 @@ def package(path: str) -> str:
 
 
 def short(path: str) -> str:
-    for marker in ("/hookproxy/", "site-packages/", "python3.11/"):
+    m = re.search(r"(?:^|/)((?:hookproxy|hookproxy_[A-Za-z0-9_]+)/[^/]+)$", path)
+    if m:
+        return m.group(1)
+    for marker in ("site-packages/", "python3.11/"):
         if marker in path:
-            tail = path.split(marker, 1)[1]
-            return ("hookproxy/" + tail) if marker == "/hookproxy/" else tail
+            return path.split(marker, 1)[1]
     return path
 
 
@@ -91,7 +96,7 @@ def main() -> None:
         seen = set()
         deepest = None
         for f in frames:
-            if package(f[1]) == "hookproxy":
+            if package(f[1]).startswith("hookproxy"):
                 key = f"{f[0]} ({short(f[1])})"
                 deepest = key
                 if key not in seen:

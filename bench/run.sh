@@ -12,7 +12,7 @@
 #   2. Makes sure hookproxy is installed: HOOKPROXY_PY (default <repo>/.venv/bin/python); if that
 #      venv is missing it is created and the repo installed into it (pip install -e <repo>).
 #   3. Takes the hookproxy source to measure: by default a snapshot of HOOKPROXY_REF=HEAD's core/
-#      (git archive, put first on PYTHONPATH), so edits in progress in core/ don't leak into the
+#      and plugins/ (git archive, put first on PYTHONPATH), so edits in progress in core/ don't leak into the
 #      figures and the commit hash in the results is exact. HOOKPROXY_REF=worktree runs the
 #      installed (editable) tree as it is on disk.
 #   4. Runs run_baseline.sh with hookproxy as a generic target (pinned to PROXY_CPUS=1, one
@@ -54,18 +54,24 @@ if [ "$HOOKPROXY_REF" != worktree ]; then
   COMMIT=$(git -C "$REPO" rev-parse "$HOOKPROXY_REF")
   SNAP=$OUT/hookproxy-src
   mkdir -p "$SNAP"
-  git -C "$REPO" archive "$COMMIT" core | tar -x -C "$SNAP"
+  git -C "$REPO" archive "$COMMIT" core plugins | tar -x -C "$SNAP"
   PYPATH=$SNAP/core
-  SOURCE="commit $COMMIT (snapshot of core/ in $SNAP)"
+  for pkg in "$SNAP"/plugins/*/hookproxy_*/__init__.py; do   # installed plugins, same commit
+    [ -e "$pkg" ] && PYPATH=$PYPATH:$(dirname "$(dirname "$pkg")")
+  done
+  SOURCE="commit $COMMIT (snapshot of core/ and plugins/ in $SNAP)"
 else
   COMMIT=$(git -C "$REPO" rev-parse HEAD)
   dirty=$(git -C "$REPO" status --porcelain -- core plugins | wc -l)
   SOURCE="working tree on top of $COMMIT ($dirty changed paths under core/ plugins/)"
 fi
-loaded=$(PYTHONPATH=$PYPATH "$HOOKPROXY_PY" -c 'import hookproxy, os; print(os.path.dirname(hookproxy.__file__))')
+loaded=$(PYTHONPATH=$PYPATH "$HOOKPROXY_PY" -c '
+import importlib, importlib.metadata as md
+for ep in md.entry_points(group="hookproxy"):
+    print(" ", ep.name, "->", importlib.import_module(ep.value.split(":")[0]).__file__)')
 {
   echo "hookproxy source: $SOURCE"
-  echo "hookproxy imported from: $loaded"
+  echo "hookproxy plugins imported from:"; echo "$loaded"
   echo "hookproxy python: $("$HOOKPROXY_PY" --version 2>&1) ($HOOKPROXY_PY)"
   echo "hookproxy venv: $("$HOOKPROXY_PY" -m pip list 2>/dev/null | grep -iE '^(hookproxy|fastapi|starlette|uvicorn|httpx|aiohttp|orjson|uvloop|httptools|pluggy|pydantic) ' | tr -s ' ' | paste -sd, -)"
   echo "HOOKPROXY_DISABLE_PLUGINS=${HOOKPROXY_DISABLE_PLUGINS:-}"
