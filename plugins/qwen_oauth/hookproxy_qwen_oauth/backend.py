@@ -11,7 +11,7 @@ import asyncio
 import logging
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from hookproxy import BackendInstance, ChatCall, Health, HTTPBackend, PermissionDenied, Proxy, UpstreamRequest
 
@@ -56,6 +56,8 @@ class QwenOAuthBackend(HTTPBackend):
             self.credentials_path, extra.token_url, lambda: proxy.http, timeout=extra.refresh_timeout_seconds
         )
         self.backoff = Backoff()
+        #: How the connector-wide backoff waits; tests replace it to observe waits without sleeping.
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.user_agent = extra.user_agent or official_user_agent()
         if instance.api_url:
             log.warning("%s: api_url is ignored for qwen-oauth; set extra.api_base to override the base URL",
@@ -115,7 +117,7 @@ class QwenOAuthBackend(HTTPBackend):
             remaining = self.backoff.remaining()
             if remaining > 0:
                 log.debug("Qwen OAuth connector-wide rate-limit backoff active: remaining=%.2fs", remaining)
-                await asyncio.sleep(remaining)
+                await self.sleep(remaining)
         rejected = state.pop("rejected_token", None)
         credentials = await self.tokens.token(reload=call.attempt > 1, rejected=rejected)
         state["token"] = credentials.access_token

@@ -101,8 +101,7 @@ def test_disabled_retry_surfaces_the_first_429_and_records_no_backoff(offline_pr
 
 
 async def test_connector_wide_backoff_delays_others_but_not_the_retrying_request(
-    offline_proxy: Callable[..., Proxy], creds_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    offline_proxy: Callable[..., Proxy], creds_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     write_creds(creds_path)
     backend = backend_of(offline_proxy, **DEFAULTS)
@@ -111,7 +110,7 @@ async def test_connector_wide_backoff_delays_others_but_not_the_retrying_request
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    monkeypatch.setattr("hookproxy_qwen_oauth.backend.asyncio.sleep", fake_sleep)
+    backend.sleep = fake_sleep
     retrying = new_call()
     with caplog.at_level(logging.DEBUG, "hookproxy.qwen_oauth"):
         decision = plugin.on_rate_limit(backend, retrying, error(429, "3"))
