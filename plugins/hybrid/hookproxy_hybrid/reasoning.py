@@ -134,10 +134,11 @@ class Capture:
             if isinstance(reasoning, str) and reasoning:
                 self._saw_reasoning_content = True
                 pieces += self._scan("reasoning", reasoning)
-            elif isinstance(content, str) and content and self._saw_reasoning_content:
-                self.stop_reason = "answer_started"  # reasoning_content ended, the answer begins
             if isinstance(content, str) and content and not self.stop_reason:
-                pieces += self._scan("content", content)
+                if self._saw_reasoning_content:
+                    self.stop_reason = "answer_started"  # after reasoning_content, content is the answer
+                else:
+                    pieces += self._scan("content", content)
             self.tool_calls.add(delta.get("tool_calls"))
             if choice.get("finish_reason") is not None and not self.stop_reason:
                 self.stop_reason = "finish_reason"
