@@ -238,9 +238,13 @@ class HybridRun:
             first = await anext(pieces, None)
             if first is not None:
                 live = self._live(capture, pieces, first)
-                return Reply(status=200, headers=self._stream_headers(f"reasoning=used; reason="
-                                                                      f"{self.decision.reason}; mode=live"),
-                             chunks=live, close=live.aclose)
+
+                async def close() -> None:  # also when the core never started iterating ``live``
+                    await live.aclose()
+                    await pieces.aclose()
+
+                hybrid = f"reasoning=used; reason={self.decision.reason}; mode=live"
+                return Reply(status=200, headers=self._stream_headers(hybrid), chunks=live, close=close)
         plain = self._finished(capture) if self.decision.run else ""
         if capture is not None and self._short_circuit(capture):
             event = encode_event(self._tool_call_body(capture, chunk=True))

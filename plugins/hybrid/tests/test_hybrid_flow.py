@@ -237,3 +237,21 @@ def test_the_hybrid_lists_no_models(start, kit):
     with start().client() as client:
         ids = [model["id"] for model in client.get("/v1/models").json()["data"]]
     assert not any(model_id.startswith("hybrid") for model_id in ids)
+
+
+def test_a_client_that_leaves_during_the_reasoning_closes_the_reasoning_stream(start, fakes, kit):
+    fakes.minimax.queue(Canned(sse=kit.content_stream(["<think>", *["still thinking "] * 40]), delay=0.1))
+    running = start()
+    body = {"model": kit.SEED_SPEC, "messages": kit.USER, "stream": True}
+    with running.client() as client, client.stream("POST", "/v1/chat/completions", json=body) as response:
+        first = next(line for line in response.iter_lines() if line.startswith("data: "))
+        assert "still thinking" in first
+    record = kit.wait_closed(fakes.minimax)
+    assert record.sent < record.planned
+    assert fakes.qwen.requests == []
+
+
+def test_an_execution_backend_that_ignores_stream_true_is_replayed_as_events(start, fakes, kit):
+    fakes.qwen.queue(Canned(json=kit.chat_completion("<think>x</think>plain answer")))
+    result = kit.post_stream(start(cli={"reasoning_injection_probability": 0}), kit.SEED_SPEC)
+    assert result.content == "plain answer" and result.done
