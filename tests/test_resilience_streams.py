@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import openai
@@ -93,3 +94,14 @@ def test_the_happy_path_stream_is_untouched(proxy_for, fake_upstream):
     assert headers["x-hookproxy-backend"] == "up"
     assert not [line for line in lines if line.startswith(":")]
     assert _data(lines)[-1] == "[DONE]"
+
+
+def test_a_client_that_leaves_during_the_wait_cancels_the_retry(proxy_for, fake_upstream):
+    fake_upstream.queue(Canned(status=429, json={}, headers={"retry-after": "0.6"}))
+    running = proxy_for({"failure_handling": FAST})
+    with running.client() as client, client.stream(
+        "POST", "/v1/chat/completions", json={"model": "up:m1", "messages": USER, "stream": True}, headers=AUTH
+    ) as response:
+        assert next(response.iter_lines()) == ": retrying in 0.6s"
+    time.sleep(1.2)
+    assert len(fake_upstream.requests_to()) == 1

@@ -49,15 +49,16 @@ async def after_wait(attempts: Attempts, wait: float, interval: float) -> AsyncI
         while not isinstance(step, Reply):
             yield encode_comment(f"retrying in {step:g}s")
             task = asyncio.ensure_future(_next_after(attempts, step))
+            finished = False
             try:
-                while True:
+                while not finished:
                     done, _ = await asyncio.wait({task}, timeout=interval)
-                    if done:
-                        break
-                    yield encode_comment("keepalive")
+                    finished = bool(done)
+                    if not finished:
+                        yield encode_comment("keepalive")
             finally:
-                if not task.done():
-                    task.cancel()
+                if not finished:
+                    _abandon(task)
             step = task.result()
     except ProxyError as exc:
         yield error_event(exc)
@@ -69,6 +70,22 @@ async def after_wait(attempts: Attempts, wait: float, interval: float) -> AsyncI
         return
     await step.aclose()
     yield _body_as_events(step.body or b"")
+
+
+def _abandon(task: asyncio.Future[Reply | float]) -> None:
+    """Stop an attempt the client no longer waits for; a reply that just arrived is closed."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is None:
+        result = task.result()
+        if isinstance(result, Reply):
+            closing = asyncio.ensure_future(result.aclose())
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+
+
+#: Close tasks of abandoned replies (kept referenced until done).
+_closing: set[asyncio.Future[None]] = set()
 
 
 async def _next_after(attempts: Attempts, wait: float) -> Reply | float:
