@@ -28,11 +28,12 @@ from .errors import (
 from .hookspecs import hookimpl
 from .proxy import Proxy
 from .retry_after import parse_retry_after
-from .sse import SSEEvent, SSEParser, UpstreamStream, encode_event
+from .sse import DONE, SSEEvent, SSEParser, UpstreamStream, encode_comment, encode_event
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DONE",
     "AuthenticationFailed",
     "Backend",
     "BackendInstance",
@@ -54,6 +55,7 @@ __all__ = [
     "UpstreamStream",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "encode_comment",
     "encode_event",
     "hookimpl",
     "parse_retry_after",

@@ -10,7 +10,6 @@ import argparse
 import ipaddress
 import logging
 import math
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -25,8 +24,6 @@ from .plugins import list_plugins, make_plugin_manager, settings_models
 from .proxy import Proxy
 
 EXIT_USAGE = 2
-DEFAULT_GRACE_PERIOD = 30.0
-GRACE_ENV = "HOOKPROXY_SHUTDOWN_GRACE_PERIOD"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,8 +57,7 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     ):
         group.add_argument(flag, type=float if "hops" not in flag else int, help=help_text)
     group.add_argument("--shutdown-grace-period", type=float, metavar="SECONDS",
-                       help="on SIGTERM, how long in-flight requests and streams may finish "
-                            f"(default {DEFAULT_GRACE_PERIOD:g}; env {GRACE_ENV})")
+                       help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
 
 
 def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[BaseModel]]]) -> None:
@@ -119,22 +115,6 @@ def _describe_backends(proxy: Proxy) -> list[str]:
     return lines
 
 
-def _grace_period(argv: Sequence[str]) -> float:
-    """Seconds uvicorn lets in-flight requests finish after SIGTERM (flag > env > default)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--shutdown-grace-period", type=float)
-    flag = parser.parse_known_args(argv)[0].shutdown_grace_period
-    if flag is not None:
-        return float(flag)
-    raw = os.environ.get(GRACE_ENV)
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            _fail(f"{GRACE_ENV}={raw!r} is not a number of seconds")
-    return DEFAULT_GRACE_PERIOD
-
-
 def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
     try:
         pm = make_plugin_manager()
@@ -142,7 +122,7 @@ def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
         _fail(exc.message)
     args = build_parser(pm).parse_args(argv)
     values = {key: value for key, value in vars(args).items()
-              if value is not None and key not in ("config", "shutdown_grace_period")}
+              if value is not None and key != "config"}
     try:
         proxy = build_proxy(default_config_path(args.config), values, pm=pm)
     except ConfigError as exc:
@@ -156,7 +136,6 @@ def serve(argv: Sequence[str]) -> None:
     from .app import create_app
 
     proxy, _values = _load(argv)
-    grace = _grace_period(argv)
     settings = proxy.settings
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not settings.auth_enabled and not _is_loopback(settings.host):
@@ -178,7 +157,7 @@ def serve(argv: Sequence[str]) -> None:
         access_log=False,
         # SIGTERM: stop accepting, let in-flight requests and streams finish within the grace
         # period, then the lifespan closes the upstream connections (Proxy.aclose).
-        timeout_graceful_shutdown=max(0, math.ceil(grace)),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
     )
 
 

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     min_retry_wait: float = Field(1.0, ge=0)
     stream_idle_timeout: float = Field(240.0, gt=0)
     stream_max_lifetime: float = Field(900.0, gt=0)
+    shutdown_grace_period: float = Field(30.0, ge=0)
     failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
@@ -90,6 +91,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "min_retry_wait",
         "stream_idle_timeout",
         "stream_max_lifetime",
+        "shutdown_grace_period",
     ),
 }
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",

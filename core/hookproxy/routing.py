@@ -98,6 +98,10 @@ def parse_params(query: str, *, where: str = "") -> dict[str, Any]:
 
 def split_top_level(text: str, sep: str) -> list[str]:
     """Split on ``sep`` outside square brackets, so ``hybrid:[a|b]`` stays whole."""
+    if sep not in text:
+        return [text]
+    if "[" not in text:
+        return text.split(sep)
     parts: list[str] = []
     depth = 0
     start = 0
