@@ -120,8 +120,8 @@ def test_chinese_text_split_inside_a_character_survives_the_stream(sdk, fake_ups
 
 
 def test_upstream_error_status_and_message_reach_the_client(sdk, fake_upstream):
-    fake_upstream.queue(Canned(status=400, json={"error": {"message": "bad tool schema", "type": "invalid_request_error",
-                                                            "param": "tools", "code": None}}))
+    error = {"message": "bad tool schema", "type": "invalid_request_error", "param": "tools", "code": None}
+    fake_upstream.queue(Canned(status=400, json={"error": error}))
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.chat.completions.create(model="m1", messages=USER)
     assert caught.value.status_code == 400

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from hookproxy import RetryDecision, hookimpl
 from hookproxy.testing import Canned, FakeUpstream, RunningProxy, chat_completion, chunk, content_stream
-
 from tests.conftest import PROXY_KEY, core_pm, upstream_block
 
 USER = [{"role": "user", "content": "hello"}]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from hookproxy.bruteforce import BruteForceGuard
 from hookproxy.errors import RateLimited
-
 from tests.conftest import PROXY_KEY
 
 USER = [{"role": "user", "content": "hello"}]

@@ -7,8 +7,8 @@ import threading
 import time
 
 import httpx
-from hookproxy.testing import Canned, content_stream, run_cli_proxy
 
+from hookproxy.testing import Canned, content_stream, run_cli_proxy
 from tests.conftest import PROXY_KEY, upstream_block
 
 USER = [{"role": "user", "content": "hello"}]

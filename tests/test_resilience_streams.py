@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import openai
-from hookproxy.testing import Canned, chunk, content_stream
 
+from hookproxy.testing import Canned, chunk, content_stream
 from tests.conftest import PROXY_KEY, upstream_block
 
 USER = [{"role": "user", "content": "hello"}]

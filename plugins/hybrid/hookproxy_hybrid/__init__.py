@@ -12,8 +12,9 @@ reason), ``reasoning`` (capture and injection), ``scrub`` (cross-chunk tag filte
 
 from __future__ import annotations
 
-from hookproxy import BackendInstance, Proxy, hookimpl
 from pydantic import BaseModel
+
+from hookproxy import BackendInstance, Proxy, hookimpl
 
 from .backend import HybridBackend
 from .policy import HybridSettings

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
 from hookproxy import (
     Backend,
     BackendInstance,

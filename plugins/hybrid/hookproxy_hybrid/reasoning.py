@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from hookproxy import ProxyError, Reply
 from hookproxy.sse import SSEParser
 

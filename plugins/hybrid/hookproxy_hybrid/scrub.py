@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import orjson
+
 from hookproxy.sse import DONE, SSEEvent, SSEParser, encode_comment, encode_event
 
 TAG_NAMES = ("thinking", "think", "reasoning", "reason")

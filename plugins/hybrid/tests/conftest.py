@@ -16,12 +16,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import hookproxy.openai_compatible
-import hookproxy_hybrid
 import httpx
 import orjson
 import pluggy
 import pytest
+
+import hookproxy.openai_compatible
+import hookproxy_hybrid
 from hookproxy.plugins import make_plugin_manager
 from hookproxy.testing import (
     Canned,

@@ -13,6 +13,7 @@ import sys
 import openai
 import pytest
 import yaml
+
 from hookproxy.testing import run_cli_proxy
 
 KEY = "sk-proxy-cli"

@@ -7,6 +7,7 @@ import copy
 
 import orjson
 import pytest
+
 from hookproxy import Reply
 from hookproxy.testing import chunk, content_stream
 from hookproxy_hybrid.policy import HybridSettings, LatencyBackoff, decide, request_probability

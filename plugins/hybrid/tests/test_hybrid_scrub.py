@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hookproxy_hybrid.scrub import Scrubber, StreamScrubber, TagScanner, scrub_completion, scrub_text
 
 TEXT = "<think>secret plan</think>Hello <b>world</b> and a < b, <THINKING attr='1'>x</Thinking>!"

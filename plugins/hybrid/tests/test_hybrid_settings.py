@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hookproxy.cli import build_parser
 from hookproxy.errors import ConfigError
 from hookproxy.factory import build_proxy

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from hookproxy_hybrid.spec import Side, parse_spec
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 
+from pydantic import BaseModel
+
 from hookproxy import (
     Backend,
     BackendInstance,
@@ -21,7 +23,6 @@ from hookproxy import (
     UpstreamRequest,
     hookimpl,
 )
-from pydantic import BaseModel
 
 from .backend import STATE_KEY, QwenOAuthBackend
 from .ratelimit import is_recoverable, retry_wait

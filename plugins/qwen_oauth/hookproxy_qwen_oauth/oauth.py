@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from hookproxy import AuthenticationFailed, UpstreamUnreachable
 
 from . import credentials as creds_file

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+
 from hookproxy import UpstreamError
 
 from .settings import QwenOAuthExtra

@@ -7,8 +7,9 @@ file at all) resolves; unknown keys are refused so a typo does not silently do n
 
 from __future__ import annotations
 
-from hookproxy import BackendInstance, ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hookproxy import BackendInstance, ConfigError
 
 CONNECTOR = "qwen-oauth"
 GATE_KEY = "enable_qwen_oauth_backend_debugging_override"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hookproxy.factory import build_proxy
 from hookproxy.proxy import Proxy
 from hookproxy.testing import FakeUpstream

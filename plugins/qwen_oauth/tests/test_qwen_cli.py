@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import openai
+
 from hookproxy.testing import FakeUpstream, run_cli_proxy
 from hookproxy_qwen_oauth.testing import QwenService, write_creds
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from hookproxy_qwen_oauth import credentials as cf
 from hookproxy_qwen_oauth.testing import write_creds
 

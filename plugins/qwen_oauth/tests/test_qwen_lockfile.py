@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from hookproxy_qwen_oauth import lockfile
 from hookproxy_qwen_oauth.lockfile import LockRules, LockTimeout
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from hookproxy import ConfigError
 from hookproxy.factory import build_proxy
 from hookproxy.testing import Canned, FakeUpstream, RunningProxy, chat_completion, chunk

@@ -8,9 +8,10 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-import hookproxy_qwen_oauth as plugin
 import httpx
 import pytest
+
+import hookproxy_qwen_oauth as plugin
 from hookproxy import ChatCall, UpstreamError, UpstreamRequest
 from hookproxy.proxy import Proxy
 from hookproxy.retry_after import retry_after_from_headers

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+
 from hookproxy import AuthenticationFailed, UpstreamUnreachable
 from hookproxy.testing import Canned, FakeUpstream
 from hookproxy_qwen_oauth import lockfile
