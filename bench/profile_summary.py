@@ -4,8 +4,10 @@
     profile_summary.py results/profile-X/nonstream64.collapsed.txt [--top 25]
 
 Three views, all in % of the non-idle samples:
-  1. self time by package (the leaf frame's package: hookproxy, uvicorn, starlette, aiohttp, ...);
-  2. cost owned by hookproxy code: each sample is charged to its *deepest* hookproxy frame (so a
+  1. self time by package (the leaf frame's package: hookproxy, uvicorn, starlette, aiohttp, ...;
+     "stdlib:asyncio" Runner.run self time is uvloop's C code: socket I/O, httptools parsing);
+  2. cost owned by hookproxy code: each sample is charged to its *deepest* hookproxy frame (the
+     CLI's serve()/uvicorn.run frame does not count) (so a
      library call made by hookproxy, e.g. building an httpx.Request, counts for the hookproxy
      function that made it), with the package the time was actually spent in;
      samples with no hookproxy frame at all are framework cost (server, routing, event loop);
@@ -96,20 +98,18 @@ def main() -> None:
         seen = set()
         deepest = None
         for f in frames:
-            if package(f[1]).startswith("hookproxy"):
+            if package(f[1]).startswith("hookproxy") and not f[1].endswith(("/cli.py", "/__main__.py")):
                 key = f"{f[0]} ({short(f[1])})"
                 deepest = key
                 if key not in seen:
                     inclusive[key] += count
                     seen.add(key)
         if deepest is None:
-            deepest = "(no hookproxy frame: server/framework/event loop)"
-            # name the outermost non-stdlib frame below the event loop as the framework entry
-            for f in frames:
-                p = package(f[1])
-                if not p.startswith("stdlib") and p not in ("uvloop",):
-                    framework_top[f"{p}: {f[0]}"] += count
-                    break
+            deepest = "(outside hookproxy code: server, framework, event loop)"
+            # name the leaf's package and the outermost library frame (below hookproxy's CLI)
+            entry = next((f"{package(f[1])}: {f[0]}" for f in frames
+                          if not package(f[1]).startswith(("stdlib", "hookproxy", "<"))), "event loop (C)")
+            framework_top[f"{entry} -> leaf in {leaf_pkg}"] += count
         owner[deepest] += count
         owner_pkgs[deepest][leaf_pkg] += count
 
