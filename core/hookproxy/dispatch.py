@@ -9,10 +9,9 @@ seed's rules (F-2). The attempt loop that acts on these decisions (waits, budget
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, ChatCall, Reply, RetryDecision
+from .backend import Backend, ChatCall, RetryDecision
 from .errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .routing import Route, parse_chain, parse_route
 
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from .config import Settings
     from .proxy import Proxy
 
-log = logging.getLogger("hookproxy.failover")
 _round_robin = itertools.count()
 
 
@@ -112,11 +110,3 @@ def decide(proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError,
         return decision
     return core_policy(proxy.settings, call, error, has_next)
 
-
-async def dispatch(
-    proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool, failover: bool = True
-) -> Reply:
-    """Serve ``body`` from the first candidate that answers (kept for callers of the old API)."""
-    from .failover import complete
-
-    return await complete(proxy, routes, body, stream=stream, failover=failover)
