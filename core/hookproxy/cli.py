@@ -106,8 +106,9 @@ def _describe_backends(proxy: Proxy) -> list[str]:
         name = proxy.display_name(backend)
         label = f"{name} ({backend.id})" if name != backend.id else name
         if state.usable:
-            models = ", ".join(backend.models()) or "any model"
-            lines.append(f"  {label} [{backend.instance.connector}]: ready; models: {models}")
+            models = ", ".join(backend.models())
+            listed = f"; models: {models}" if models else ""
+            lines.append(f"  {label} [{backend.instance.connector}]: ready{listed}")
         else:
             lines.append(f"  {label} [{backend.instance.connector}]: not usable: {state.reason}")
     for backend_id, reason in proxy.skipped.items():
