@@ -25,7 +25,7 @@ from .retry_after import retry_after_from_headers
 from .routing import parse_chain
 from .sse import UpstreamStream
 from .streamguard import StreamGuard
-from .transport import AiohttpTransport
+from .transport import AiohttpTransport, UpstreamResponse, open_upstream
 
 log = logging.getLogger("hookproxy")
 
@@ -146,7 +146,7 @@ class Proxy:
         await await_all(self.pm.hook.prepare_request(backend=backend, call=call, request=request))
         response = await self._send(backend, request)
         content_type = response.headers.get("content-type", "application/json")
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise await _upstream_error(backend, response)
         if call.stream and content_type.startswith("text/event-stream"):
             settings = self.settings
@@ -154,16 +154,20 @@ class Proxy:
                                                            settings.stream_max_lifetime, response.aclose))
             transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(raw))
             return Reply(
-                status=response.status_code,
+                status=response.status,
                 headers={"content-type": "text/event-stream; charset=utf-8"},
                 chunks=transformed if transformed is not None else raw,
                 close=response.aclose,
             )
         try:
-            body = await _read_all(backend, response)
+            body = await response.read()
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnreachable(f"backend {backend.id!r} broke the answer: {exc}", backend=backend.id) from exc
         finally:
             await response.aclose()
-        return Reply(status=response.status_code, headers={"content-type": content_type}, body=body)
+        return Reply(status=response.status, headers={"content-type": content_type}, body=body)
 
     def _build_request(self, backend: HTTPBackend, call: ChatCall) -> UpstreamRequest:
         headers = {
@@ -183,35 +187,26 @@ class Proxy:
             timeout=backend.timeout() or self.settings.timeout,
         )
 
-    async def _send(self, backend: Backend, request: UpstreamRequest) -> httpx.Response:
+    async def _send(self, backend: Backend, request: UpstreamRequest) -> UpstreamResponse:
         assert self.transport is not None, "Proxy.start() was not awaited"
-        timeout = request.timeout
-        http_request = httpx.Request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            content=orjson.dumps(request.json),
-            extensions={"timeout": {"connect": min(timeout, 30.0), "read": timeout, "write": timeout, "pool": timeout}},
-        )
         try:
-            return await self.transport.handle_async_request(http_request)
+            return await open_upstream(self.transport, request.method, request.url, request.headers,
+                                       orjson.dumps(request.json), request.timeout)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"backend {backend.id!r} timed out: {exc}", backend=backend.id) from exc
         except httpx.HTTPError as exc:
-            host = http_request.url.host
+            host = request.url.split("/")[2] if "://" in request.url else request.url
             raise UpstreamUnreachable(
                 f"backend {backend.id!r} at {host} is unreachable: {exc}", backend=backend.id
             ) from exc
 
 
 async def _iterate(
-    backend: Backend, response: httpx.Response, guard: StreamGuard | None = None
+    backend: Backend, response: UpstreamResponse, guard: StreamGuard | None = None
 ) -> AsyncIterator[bytes]:
     """The upstream body; with a ``guard`` (streams), idle and lifetime limits end it with a 504."""
-    stream = response.stream
-    assert isinstance(stream, httpx.AsyncByteStream)
     try:
-        async for chunk in stream:
+        async for chunk in response.chunks():
             if guard is not None:
                 guard.reading = False
                 yield chunk
@@ -231,7 +226,7 @@ async def _iterate(
         raise UpstreamTimeout(f"backend {backend.id!r}: {guard.fired}", backend=backend.id)
 
 
-async def _read_all(backend: Backend, response: httpx.Response, limit: int | None = None) -> bytes:
+async def _read_all(backend: Backend, response: UpstreamResponse, limit: int | None = None) -> bytes:
     parts = []
     size = 0
     async for chunk in _iterate(backend, response):
@@ -242,7 +237,7 @@ async def _read_all(backend: Backend, response: httpx.Response, limit: int | Non
     return b"".join(parts)
 
 
-async def _upstream_error(backend: Backend, response: httpx.Response) -> UpstreamError:
+async def _upstream_error(backend: Backend, response: UpstreamResponse) -> UpstreamError:
     """Keep the upstream's status and message; parse Retry-After for the policies."""
     try:
         raw = await _read_all(backend, response, limit=MAX_ERROR_BODY)
@@ -250,9 +245,9 @@ async def _upstream_error(backend: Backend, response: httpx.Response) -> Upstrea
         raw = b""
     finally:
         await response.aclose()
-    status = response.status_code
+    status = response.status
     upstream_body: dict[str, Any] | None = None
-    message = raw[:500].decode("utf-8", "replace").strip() or response.reason_phrase or "no body"
+    message = raw[:500].decode("utf-8", "replace").strip() or response.reason or "no body"
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
