@@ -141,3 +141,15 @@ def test_no_key_configured_means_auth_off(proxy_for):
     running = proxy_for({"auth": {"api_keys": []}})
     response = httpx.post(running.url + "/v1/chat/completions", json={"model": "m1", "messages": USER})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("answer", "needle"),
+    [(Canned(sse=[], done=False), "before any event"), (Canned(sse=[]), "without any content"),
+     (Canned(chunks=[b"data: {not json\n\n"]), "malformed SSE data"),
+     (Canned(sse=[{"error": {"message": "overloaded"}}]), "overloaded")],
+)
+def test_a_lone_backend_stream_that_fails_before_its_first_event_is_a_502(proxy_for, fake_upstream, answer, needle):
+    fake_upstream.queue(answer)
+    response = post(proxy_for(), {"model": "m1", "messages": USER, "stream": True})
+    assert_openai_error(response, 502, needle)

@@ -12,7 +12,8 @@ error surfaces; a 429 always carries ``Retry-After``. Every decision is one INFO
 ``hookproxy.failover``.
 
 Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
-attribute checks; no timer, no stream peeking (there is nothing to fail over to).
+attribute checks; no timer, and a stream is only read up to its first event (which is also its
+first byte) so that an empty or broken stream becomes a 502 instead of an empty 200.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class Attempts:
                     reply = await self._guarded(backend, call, has_next)
                 else:
                     reply = await backend.handle(call, proxy)
+                    if reply.chunks is not None:
+                        reply.backend = reply.backend or backend.id
+                        reply = await first_output(reply, need_output=False)
             except UpstreamError as error:
                 wait = self._after_failure(backend, call, error, has_next)
             except ProxyError as error:
@@ -114,9 +118,9 @@ class Attempts:
         try:
             async with asyncio.timeout(remaining) as scope:
                 reply = await backend.handle(call, self.proxy)
-                if reply.chunks is not None and has_next:
+                if reply.chunks is not None:
                     reply.backend = reply.backend or backend.id
-                    reply = await first_output(reply)
+                    reply = await first_output(reply, need_output=has_next)
                 return reply
         except TimeoutError:
             if scope.expired():

@@ -4,8 +4,10 @@ An upstream may answer ``200 text/event-stream`` and then send nothing useful: n
 only a role chunk and ``[DONE]``, an error event, garbage, or a reset. Once bytes reached the
 client it is too late to fail over, so when another candidate exists the attempt loop pulls
 events until the first one that carries output (content, tool calls, reasoning, or a
-finish_reason). The raw bytes pulled so far are re-emitted untouched and the rest of the
-upstream iterator follows, so nothing is re-encoded.
+finish_reason). With no other candidate it only waits for the first valid event, which arrives
+with the first byte anyway: a stream that is empty, garbage or an error from its start then
+reaches the client as a 502 with a message rather than an empty 200. The raw bytes pulled so far
+are re-emitted untouched and the rest of the upstream iterator follows, so nothing is re-encoded.
 
 Choice: only the start is checked. A stream that first sends content and later breaks is
 relayed, and its failure becomes one error event (``relay``): bytes already went out.
@@ -56,8 +58,9 @@ def has_output(payload: Any) -> bool:
     return False
 
 
-def _verdict(event: SSEEvent, backend: str) -> bool:
-    """True once output starts; False to keep reading; raises BadStream for a failed start."""
+def _verdict(event: SSEEvent, backend: str, need_output: bool) -> bool:
+    """True once output starts (or any valid event, without ``need_output``); False to keep
+    reading; raises BadStream for a failed start."""
     if event.data is None:
         if event.comments:
             return False  # an upstream keep-alive
@@ -72,10 +75,10 @@ def _verdict(event: SSEEvent, backend: str) -> bool:
         detail = payload["error"]
         message = detail.get("message") if isinstance(detail, dict) else detail
         raise BadStream(f"backend {backend!r} streamed an error before any output: {message}", backend=backend)
-    return has_output(payload)
+    return has_output(payload) if need_output else True
 
 
-async def first_output(reply: Reply) -> Reply:
+async def first_output(reply: Reply, *, need_output: bool = True) -> Reply:
     """Return ``reply`` with its first output event already read (and re-emitted), or raise.
 
     The reply is closed when this raises (including on cancellation by the failover budget).
@@ -93,7 +96,7 @@ async def first_output(reply: Reply) -> Reply:
                 raise BadStream(f"{exc.message} (before any output)", backend=reply.backend) from exc
             except StopAsyncIteration:
                 for event in parser.close():
-                    if _verdict(event, reply.backend):
+                    if _verdict(event, reply.backend, need_output):
                         break
                 else:
                     raise BadStream(f"backend {reply.backend!r} ended its stream before any event",
@@ -104,7 +107,7 @@ async def first_output(reply: Reply) -> Reply:
             found = False
             for event in parser.feed(chunk):
                 events += 1
-                if _verdict(event, reply.backend):
+                if _verdict(event, reply.backend, need_output):
                     found = True
                     break
             if found or size >= PEEK_MAX_BYTES or events >= PEEK_MAX_EVENTS:
