@@ -22,6 +22,7 @@ from .errors import BodyTooLarge, InvalidRequest, LoopDetected, ProxyError
 from .failover import Attempts
 from .proxy import LOOP_GUARD_HEADER, Proxy
 from .routing import parse_chain
+from .streamcheck import read_start
 from .streaming import after_wait, relay
 
 Scope = MutableMapping[str, Any]
@@ -184,7 +185,15 @@ def reply_headers(reply: Reply) -> dict[str, str]:
 async def respond(reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
     headers = reply_headers(reply)
     if reply.chunks is not None:
-        response = StreamingResponse(relay(reply), status_code=reply.status, media_type=EVENT_STREAM, headers=headers)
+        # Read to the first valid event (it comes with the first byte anyway), so a stream that is
+        # empty, garbage or an error from its start is a 502 with a message, not an empty 200.
+        try:
+            head = await read_start(reply, need_output=False)
+        except ProxyError as error:
+            await error_response(send, error)
+            return
+        response = StreamingResponse(relay(reply, head), status_code=reply.status, media_type=EVENT_STREAM,
+                                     headers=headers)
         await response(scope, receive, send)
         return
     body = reply.body or b""

@@ -12,8 +12,8 @@ error surfaces; a 429 always carries ``Retry-After``. Every decision is one INFO
 ``hookproxy.failover``.
 
 Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
-attribute checks; no timer, and a stream is only read up to its first event (which is also its
-first byte) so that an empty or broken stream becomes a 502 instead of an empty 200.
+attribute checks; no timer, no stream peeking here (the app still reads a stream to its first
+event before answering, see ``chat_endpoint.respond``).
 """
 
 from __future__ import annotations
@@ -88,9 +88,6 @@ class Attempts:
                     reply = await self._guarded(backend, call, has_next)
                 else:
                     reply = await backend.handle(call, proxy)
-                    if reply.chunks is not None:
-                        reply.backend = reply.backend or backend.id
-                        reply = await first_output(reply, need_output=False)
             except UpstreamError as error:
                 wait = self._after_failure(backend, call, error, has_next)
             except ProxyError as error:
@@ -118,9 +115,9 @@ class Attempts:
         try:
             async with asyncio.timeout(remaining) as scope:
                 reply = await backend.handle(call, self.proxy)
-                if reply.chunks is not None:
+                if reply.chunks is not None and has_next:
                     reply.backend = reply.backend or backend.id
-                    reply = await first_output(reply, need_output=has_next)
+                    reply = await first_output(reply)
                 return reply
         except TimeoutError:
             if scope.expired():

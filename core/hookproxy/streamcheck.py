@@ -78,13 +78,13 @@ def _verdict(event: SSEEvent, backend: str, need_output: bool) -> bool:
     return has_output(payload) if need_output else True
 
 
-async def first_output(reply: Reply, *, need_output: bool = True) -> Reply:
-    """Return ``reply`` with its first output event already read (and re-emitted), or raise.
-
-    The reply is closed when this raises (including on cancellation by the failover budget).
-    """
+async def read_start(reply: Reply, *, need_output: bool = True) -> list[bytes]:
+    """Pull ``reply.chunks`` up to its first output event (or, without ``need_output``, its first
+    valid event) and return the chunks pulled; the rest stays in ``reply.chunks``. Raises
+    BadStream for a failed start, and closes the reply whenever it raises (including on
+    cancellation by the failover budget)."""
     assert reply.chunks is not None
-    chunks = reply.chunks.__aiter__()
+    chunks = reply.chunks
     parser = SSEParser()
     pulled: list[bytes] = []
     size = events = 0
@@ -111,11 +111,19 @@ async def first_output(reply: Reply, *, need_output: bool = True) -> Reply:
                     found = True
                     break
             if found or size >= PEEK_MAX_BYTES or events >= PEEK_MAX_EVENTS:
-                break
+                return pulled
     except BaseException:
         await reply.aclose()
         raise
-    reply.chunks = _replay(pulled, chunks)
+    return pulled
+
+
+async def first_output(reply: Reply) -> Reply:
+    """``reply`` with its first output event already read and re-emitted in front, or raise."""
+    assert reply.chunks is not None
+    rest = reply.chunks
+    pulled = await read_start(reply)
+    reply.chunks = _replay(pulled, rest)
     return reply
 
 

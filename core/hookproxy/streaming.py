@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 
@@ -27,10 +27,13 @@ from .sse import DONE, encode_comment
 log = logging.getLogger("hookproxy")
 
 
-async def relay(reply: Reply) -> AsyncIterator[bytes]:
-    """Relay a stream; an error after the first byte becomes one error event, then the end."""
+async def relay(reply: Reply, head: Sequence[bytes] = ()) -> AsyncIterator[bytes]:
+    """Relay a stream (``head``: chunks already pulled from it); an error after the first byte
+    becomes one error event, then the end."""
     assert reply.chunks is not None
     try:
+        for chunk in head:
+            yield chunk
         async for chunk in reply.chunks:
             yield chunk
     except ProxyError as exc:
