@@ -105,10 +105,13 @@ async def read_start(reply: Reply, *, need_output: bool = True) -> list[bytes]:
             pulled.append(chunk)
             size += len(chunk)
             found = False
-            for event in parser.feed(chunk):
-                events += 1
-                if _verdict(event, reply.backend, need_output):
-                    found = True
+            for piece in _event_pieces(chunk):
+                for event in parser.feed(piece):
+                    events += 1
+                    if _verdict(event, reply.backend, need_output):
+                        found = True
+                        break
+                if found:
                     break
             if found or size >= PEEK_MAX_BYTES or events >= PEEK_MAX_EVENTS:
                 return pulled
@@ -116,6 +119,18 @@ async def read_start(reply: Reply, *, need_output: bool = True) -> list[bytes]:
         await reply.aclose()
         raise
     return pulled
+
+
+def _event_pieces(chunk: bytes) -> list[bytes]:
+    """``chunk`` cut after each blank line, so the first event is parsed without the rest.
+
+    One read often holds a whole burst of events; parsing them all to judge the first one was
+    the main cost of this check.
+    """
+    end = chunk.find(b"\n\n")
+    if end < 0 or end + 2 == len(chunk):
+        return [chunk]
+    return [chunk[: end + 2], chunk[end + 2 :]]
 
 
 async def first_output(reply: Reply) -> Reply:
