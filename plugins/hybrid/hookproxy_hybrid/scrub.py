@@ -69,11 +69,17 @@ class TagScanner:
 
 
 class Scrubber:
-    """Removes ``<think>…</think>`` (and the other reasoning tags) from one text stream."""
+    """Removes ``<think>…</think>`` (and the other reasoning tags) from one text stream.
+
+    Text inside an open block is held until the block closes (then dropped). A block the model
+    never closes is given back at :meth:`flush`, without its opening tag: losing the rest of an
+    answer to a stray ``<think>`` would be worse than showing it.
+    """
 
     def __init__(self) -> None:
         self._scanner = TagScanner()
         self._depth = 0
+        self._inside: list[str] = []
 
     def feed(self, text: str) -> str:
         kept: list[str] = []
@@ -82,13 +88,20 @@ class Scrubber:
                 self._depth += 1
             elif kind == "close":
                 self._depth = max(0, self._depth - 1)
+                if self._depth == 0:
+                    self._inside.clear()
             elif self._depth == 0:
                 kept.append(value)
+            else:
+                self._inside.append(value)
         return "".join(kept).replace(INJECTION_PHRASE, "")
 
     def flush(self) -> str:
         tail = self._scanner.flush()
-        return tail if self._depth == 0 else ""
+        if self._depth == 0:
+            return tail
+        unclosed, self._inside, self._depth = "".join(self._inside) + tail, [], 0
+        return unclosed.replace(INJECTION_PHRASE, "")
 
 
 def scrub_text(text: str) -> str:

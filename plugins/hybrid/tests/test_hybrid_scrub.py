@@ -56,3 +56,11 @@ def test_a_completion_body_is_scrubbed():
     body = {"choices": [{"message": {"content": "<think>x</think>y", "reasoning_content": "z", "reasoning": "r"}}]}
     scrub_completion(body)
     assert body == {"choices": [{"message": {"content": "y"}}]}
+
+
+def test_a_block_that_is_never_closed_is_given_back_at_the_end():
+    assert scrub_text("Answer: <think>this never closes") == "Answer: this never closes"
+    scrubber = Scrubber()
+    streamed = scrubber.feed("<thi") + scrubber.feed("nk>kept") + scrubber.feed(" text")
+    assert streamed == ""
+    assert scrubber.flush() == "kept text"
