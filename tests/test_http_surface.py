@@ -153,3 +153,11 @@ def test_a_lone_backend_stream_that_fails_before_its_first_event_is_a_502(proxy_
     fake_upstream.queue(answer)
     response = post(proxy_for(), {"model": "m1", "messages": USER, "stream": True})
     assert_openai_error(response, 502, needle)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/v1/chat/completions", 405),
+                                                         ("POST", "/v1/completions", 404), ("GET", "/nope", 404)])
+def test_unknown_paths_and_methods_answer_in_the_openai_shape(proxy_for, method, path, status):
+    response = httpx.request(method, proxy_for().url + path, headers=AUTH, json={})
+    error = assert_openai_error(response, status, path)
+    assert error["type"] == "invalid_request_error"

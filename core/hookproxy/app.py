@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .bruteforce import BruteForceGuard
 from .chat_endpoint import ChatCompletionsMiddleware, RequestHead
@@ -97,6 +98,13 @@ def create_app(proxy: Proxy) -> FastAPI:
     @app.exception_handler(ProxyError)
     async def _proxy_error(_request: Request, exc: ProxyError) -> Response:
         return _json(exc.body(), exc.status, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown paths and wrong methods answer in the OpenAI error shape too."""
+        error = ProxyError(f"{request.method} {request.url.path}: {exc.detail}", status=exc.status_code,
+                           type="invalid_request_error", code="not_found" if exc.status_code == 404 else None)
+        return _json(error.body(), exc.status_code, dict(exc.headers or {}))
 
     async def list_models(request: Request) -> Response:
         _check(auth, request)

@@ -86,8 +86,12 @@ class ChatCompletionsMiddleware:
         self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in CHAT_PATHS or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] not in CHAT_PATHS:
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await error_response(send, ProxyError(f"{scope['method']} {scope['path']}: Method Not Allowed; use POST",
+                                                  status=405, type="invalid_request_error", headers={"Allow": "POST"}))
             return
         try:
             step = await self._first_answer(scope, receive)
