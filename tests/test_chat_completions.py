@@ -153,3 +153,16 @@ def test_response_headers_name_the_backend_and_model(proxy_for):
     assert response.headers["x-hookproxy-backend"] == "up"
     assert response.headers["x-hookproxy-model"] == "m2"
     assert response.headers["content-type"].startswith("application/json")
+
+
+def test_an_upstream_that_ignores_stream_still_streams_to_the_sdk(sdk, fake_upstream):
+    body = chat_completion("whole answer", model="m1")
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body["choices"].append({"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                            "finish_reason": "tool_calls"})
+    fake_upstream.queue(Canned(json=body))
+    chunks = list(sdk.chat.completions.create(model="m1", messages=USER, stream=True))
+    by_index = {choice.index: choice for part in chunks for choice in part.choices}
+    assert by_index[0].delta.content == "whole answer" and by_index[0].finish_reason == "stop"
+    assert by_index[1].delta.tool_calls[0].function.name == "f"
+    assert chunks[0].usage.total_tokens == 2

@@ -23,7 +23,7 @@ from .failover import Attempts
 from .proxy import LOOP_GUARD_HEADER, Proxy
 from .routing import parse_chain
 from .streamcheck import read_start
-from .streaming import after_wait, relay
+from .streaming import after_wait, completion_as_stream, relay
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,7 +94,7 @@ class ChatCompletionsMiddleware:
                                                   status=405, type="invalid_request_error", headers={"Allow": "POST"}))
             return
         try:
-            step = await self._first_answer(scope, receive)
+            stream, attempts, step = await self._first_answer(scope, receive)
         except ProxyError as error:
             await error_response(send, error)
             return
@@ -103,16 +103,15 @@ class ChatCompletionsMiddleware:
             await error_response(send, ProxyError("internal error in hookproxy; the proxy log has the details"))
             return
         if isinstance(step, Reply):
-            await respond(step, scope, receive, send)
+            await respond(step, scope, receive, send, stream=stream)
             return
-        attempts, wait = step
-        # Commit the stream now so keep-alives can flow while we wait for a retry (F-3).
-        response = StreamingResponse(after_wait(attempts, wait, self.proxy.settings.keepalive_interval),
+        # A stream that must wait for a retry: commit it now so keep-alives can flow (F-3).
+        response = StreamingResponse(after_wait(attempts, step, self.proxy.settings.keepalive_interval),
                                      media_type=EVENT_STREAM, headers=_COMMITTED_HEADERS)
         await response(scope, receive, send)
 
-    async def _first_answer(self, scope: Scope, receive: Receive) -> Reply | tuple[Attempts, float]:
-        """A reply, or for a stream that must wait first, the attempts and the wait."""
+    async def _first_answer(self, scope: Scope, receive: Receive) -> tuple[bool, Attempts, Reply | float]:
+        """Whether the client streams, its attempts, and a reply or (streams only) a wait."""
         proxy = self.proxy
         settings = proxy.settings
         head = RequestHead(scope)
@@ -123,12 +122,10 @@ class ChatCompletionsMiddleware:
         model, stream = validate(body)
         attempts = Attempts.start(proxy, parse_chain(settings.force_model or model), body, stream=stream)
         step = await attempts.next()
-        while not isinstance(step, Reply):
-            if stream:
-                return attempts, step
+        while not isinstance(step, Reply) and not stream:
             await asyncio.sleep(step)
             step = await attempts.next()
-        return step
+        return stream, attempts, step
 
 
 async def read_json(receive: Receive, head: RequestHead, max_body: int) -> dict[str, Any]:
@@ -186,7 +183,7 @@ def reply_headers(reply: Reply) -> dict[str, str]:
     return headers
 
 
-async def respond(reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
+async def respond(reply: Reply, scope: Scope, receive: Receive, send: Send, *, stream: bool = False) -> None:
     headers = reply_headers(reply)
     if reply.chunks is not None:
         # Read to the first valid event (it comes with the first byte anyway), so a stream that is
@@ -202,6 +199,8 @@ async def respond(reply: Reply, scope: Scope, receive: Receive, send: Send) -> N
         return
     body = reply.body or b""
     content_type = reply.headers.get("content-type", "application/json")
+    if stream and reply.status < 300 and content_type.startswith("application/json"):
+        body, content_type = completion_as_stream(body), EVENT_STREAM  # an upstream that ignored stream
     raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
     raw_headers.extend((name.encode(), value.encode("latin-1", "replace")) for name, value in headers.items())
     await send_json(send, reply.status, body, raw_headers)

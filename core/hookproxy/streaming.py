@@ -72,7 +72,7 @@ async def after_wait(attempts: Attempts, wait: float, interval: float) -> AsyncI
             yield chunk
         return
     await step.aclose()
-    yield _body_as_events(step.body or b"")
+    yield completion_as_stream(step.body or b"")
 
 
 def _abandon(task: asyncio.Future[Reply | float]) -> None:
@@ -96,10 +96,26 @@ async def _next_after(attempts: Attempts, wait: float) -> Reply | float:
     return await attempts.next()
 
 
-def _body_as_events(body: bytes) -> bytes:
-    """A JSON answer to a stream request, after the stream was committed: one event, [DONE]."""
+def completion_as_stream(body: bytes) -> bytes:
+    """A whole ``chat.completion`` re-sent as the chunk events a streaming client expects.
+
+    Some upstreams ignore ``stream: true``; an SDK in stream mode would find no ``delta`` in a
+    plain completion and show nothing. Each choice's message becomes one delta (tool calls get
+    their ``index``), followed by ``[DONE]``.
+    """
     try:
-        payload = orjson.dumps(orjson.loads(body))
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return error_event(UpstreamUnreachable("the backend answered a stream request with a non-JSON body"))
-    return b"data: " + payload + b"\n\n" + DONE
+        return error_event(UpstreamUnreachable("the backend answered a stream request with a non-JSON body")) + DONE
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        return b"data: " + orjson.dumps(data) + b"\n\n" + DONE
+    choices = []
+    for position, choice in enumerate(data["choices"]):
+        choice = choice if isinstance(choice, dict) else {}
+        delta = dict(choice.get("message") or {})
+        if isinstance(delta.get("tool_calls"), list):
+            delta["tool_calls"] = [{"index": index, **call} for index, call in enumerate(delta["tool_calls"])]
+        choices.append({"index": choice.get("index", position), "delta": delta,
+                        "finish_reason": choice.get("finish_reason"), "logprobs": choice.get("logprobs")})
+    chunk = {**data, "object": "chat.completion.chunk", "choices": choices}
+    return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
