@@ -166,3 +166,11 @@ def test_an_upstream_that_ignores_stream_still_streams_to_the_sdk(sdk, fake_upst
     assert by_index[0].delta.content == "whole answer" and by_index[0].finish_reason == "stop"
     assert by_index[1].delta.tool_calls[0].function.name == "f"
     assert chunks[0].usage.total_tokens == 2
+
+
+def test_models_can_be_listed_and_retrieved_by_the_sdk(sdk):
+    ids = [model.id for model in sdk.models.list()]
+    assert ids == ["up:m1", "up:m2"]
+    assert sdk.models.retrieve("up:m2").owned_by == "up"
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("up:nope")

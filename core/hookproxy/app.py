@@ -110,6 +110,15 @@ def create_app(proxy: Proxy) -> FastAPI:
         _check(auth, request)
         return _json({"object": "list", "data": _model_list(proxy)})
 
+    async def retrieve_model(request: Request) -> Response:
+        _check(auth, request)
+        model_id = request.path_params["model_id"]
+        for item in _model_list(proxy):
+            if item["id"] == model_id:
+                return _json(item)
+        raise ProxyError(f"model {model_id!r} is not listed by any usable backend; GET /v1/models lists them",
+                         status=404, type="invalid_request_error", param="model", code="model_not_found")
+
     async def health(_request: Request) -> Response:
         return _json({"status": "ok", "backends": _backend_states(proxy)})
 
@@ -121,6 +130,7 @@ def create_app(proxy: Proxy) -> FastAPI:
     app.add_middleware(ChatCompletionsMiddleware, proxy=proxy, authenticate=auth.check)
     for path in ("/v1/models", "/models"):
         app.add_api_route(path, list_models, methods=["GET"], include_in_schema=False)
+        app.add_api_route(path + "/{model_id:path}", retrieve_model, methods=["GET"], include_in_schema=False)
     app.add_api_route("/health", health, methods=["GET"], include_in_schema=False)
     app.add_api_route("/-/plugins", plugins, methods=["GET"], include_in_schema=False)
     return app
