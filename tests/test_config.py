@@ -100,8 +100,9 @@ def test_instances_of_unknown_connectors_are_skipped_and_reported(tmp_path):
 def test_failover_routes_come_from_yaml_or_a_json_env_var(tmp_path):
     path = write_config(tmp_path, {"failover_routes": {"coding": {"elements": ["a:m1", "b:m2"]}}})
     assert load_config(path, env={}).settings.failover_routes["coding"].elements == ["a:m1", "b:m2"]
-    env = {"HOOKPROXY_FAILOVER_ROUTES": '{"fast": {"policy": "round-robin", "elements": ["c:m3"]}}'}
-    routes = load_config(path, env=env).settings.failover_routes
-    assert set(routes) == {"fast"} and routes["fast"].policy == "round-robin"
+    env = {"HOOKPROXY_FAILOVER_ROUTES": '{"fast": {"policy": "round-robin", "elements": ["c:m3"]},'
+                                        ' "coding": {"elements": ["d:m4"]}}'}
+    routes = load_config(path, env=env).settings.failover_routes  # merged by name, env wins
+    assert routes["fast"].policy == "round-robin" and routes["coding"].elements == ["d:m4"]
     with pytest.raises(ConfigError, match="HOOKPROXY_FAILOVER_ROUTES"):
         load_config(path, env={"HOOKPROXY_FAILOVER_ROUTES": "{nope"})
