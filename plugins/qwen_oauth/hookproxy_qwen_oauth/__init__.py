@@ -25,7 +25,7 @@ from hookproxy import (
 )
 
 from .backend import STATE_KEY, QwenOAuthBackend
-from .ratelimit import is_recoverable, retry_wait
+from .ratelimit import is_auth_error, is_recoverable, retry_wait
 from .settings import CONNECTOR, QwenOAuthSettings, parse_extra
 
 __all__ = ["QwenOAuthBackend", "QwenOAuthSettings"]
@@ -58,14 +58,15 @@ def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) 
 
 @hookimpl
 def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:
-    """One forced refresh after an upstream 401 (§1.7); one held retry of a rate limit (R-1)."""
+    """One forced refresh after an auth error (§1.7: 401/403 or its phrases); one held retry of a
+    rate limit (R-1)."""
     if not isinstance(backend, QwenOAuthBackend):
         return None
     state = call.state.setdefault(STATE_KEY, {})
-    if error.status == 401 and not state.get("auth_retried") and state.get("token"):
+    if is_auth_error(error) and not state.get("auth_retried") and state.get("token"):
         state["auth_retried"] = True
         state["rejected_token"] = state["token"]
-        return RetryDecision("retry", 0.0, "upstream 401: refreshing the Qwen OAuth token once")
+        return RetryDecision("retry", 0.0, f"upstream rejected the token (HTTP {error.status}): refreshing it once")
     if is_recoverable(error):
         if backend.extra.enable_qwen_oauth_initial_rate_limit_retry and not state.get("rate_limit_retried"):
             wait, why = retry_wait(error, backend.extra)

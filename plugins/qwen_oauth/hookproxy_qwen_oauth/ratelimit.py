@@ -57,6 +57,21 @@ def is_recoverable(error: UpstreamError) -> bool:
     return error.status == 429 or (error.status == 503 and is_quota(error))
 
 
+#: Message fragments the official client reads as "the token was rejected" (protocol §1.7).
+AUTH_PHRASES = ("unauthorized", "forbidden", "invalid api key", "invalid access token", "token expired",
+                "authentication", "access denied")
+
+
+def is_auth_error(error: UpstreamError) -> bool:
+    """§1.7: 401/403, or a message naming a rejected token; a quota answer is not one."""
+    if is_quota(error):
+        return False
+    if error.status in (401, 403):
+        return True
+    message = error.message.lower()
+    return any(phrase in message for phrase in AUTH_PHRASES) or ("token" in message and "expired" in message)
+
+
 def retry_wait(
     error: UpstreamError, extra: QwenOAuthExtra, uniform: Callable[[float, float], float] | None = None
 ) -> tuple[float, str]:

@@ -112,6 +112,18 @@ def test_upstream_401_forces_one_refresh_and_one_retry(
     assert qwen.refreshes == 2 and len(fake_upstream.requests_to("/v1/chat/completions")) == 2
 
 
+@pytest.mark.parametrize(("status", "message"), [(403, "forbidden"), (400, "Invalid access token, please log in")])
+def test_an_auth_error_by_status_or_message_forces_one_refresh(
+    qwen: QwenService, fake_upstream: FakeUpstream, creds_path: Path, qwen_config: Callable[..., Path],
+    make_proxy: ProxyMaker, status: int, message: str,
+) -> None:
+    write_creds(creds_path)
+    proxy = make_proxy(qwen_config())
+    fake_upstream.queue(Canned(status=status, json={"error": {"message": message, "type": "auth"}}))
+    assert chat(proxy).status_code == 200
+    assert qwen.refreshes == 1 and len(fake_upstream.requests_to("/v1/chat/completions")) == 2
+
+
 def test_tool_calls_pass_through(qwen: QwenService, fake_upstream: FakeUpstream, creds_path: Path,
                                  qwen_config: Callable[..., Path], make_proxy: ProxyMaker) -> None:
     write_creds(creds_path)
