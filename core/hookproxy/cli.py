@@ -45,6 +45,9 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--log-level", choices=LOG_LEVELS, help="log level (default INFO)")
     add("--timeout", type=float, metavar="SECONDS", help="upstream timeout (default 120)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted request body (default 10 MiB)")
+    add("--upstream-client", choices=("native", "aiohttp"),
+        help="HTTP client for proxied requests: native (default, asyncio + httptools) or aiohttp (the fallback)")
+    add("--ca-bundle", metavar="FILE", help="PEM file of extra CA certificates trusted for https upstreams")
     group = parser.add_argument_group("failure handling")
     for flag, help_text in (
         ("--max-silent-wait", "longest Retry-After waited before failing over (default 30 s)"),

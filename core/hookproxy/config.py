@@ -72,8 +72,18 @@ class Settings(BaseSettings):
     stream_max_lifetime: float = Field(900.0, gt=0)
     shutdown_grace_period: float = Field(30.0, ge=0)
     failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
+    # the proxy path's HTTP client: "native" (asyncio + httptools) or the aiohttp fallback
+    upstream_client: Literal["native", "aiohttp"] = "native"
+    ca_bundle: str | None = None
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"CA bundle {value} is not a file; give the path of a PEM file with the CA certificates")
+        return value or None
 
     @property
     def auth_enabled(self) -> bool:
@@ -95,7 +105,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "max_body_bytes", "backends", "failover_routes", *SECTIONS}
+             "max_body_bytes", "backends", "failover_routes", "upstream_client", "ca_bundle", *SECTIONS}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 
 

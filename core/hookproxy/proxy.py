@@ -25,7 +25,8 @@ from .retry_after import retry_after_from_headers
 from .routing import parse_chain
 from .sse import UpstreamStream
 from .streamguard import StreamGuard
-from .transport import AiohttpTransport, UpstreamResponse, open_upstream
+from .transport import AiohttpTransport, HttpxUpstream, UpstreamClient, UpstreamResponse
+from .upstream_pool import NativeUpstreamClient, make_ssl_context
 
 log = logging.getLogger("hookproxy")
 
@@ -53,6 +54,8 @@ class Proxy:
         self._plugin_settings = dict(plugin_settings or {})
         self._transport_override = transport
         self.transport: httpx.AsyncBaseTransport | None = None
+        #: The client of the proxy path (``upstream_client``); plugins' own calls use ``http``.
+        self.upstream: UpstreamClient | None = None
         self._http: httpx.AsyncClient | None = None
         self.backends: dict[str, Backend] = {}
         self.aliases: dict[str, str] = {}
@@ -108,13 +111,26 @@ class Proxy:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.transport is None:
-            self.transport = self._transport_override or AiohttpTransport()
-            self._http = httpx.AsyncClient(transport=self.transport, timeout=self.settings.timeout)
+        if self.transport is not None:
+            return
+        settings = self.settings
+        ssl_context = make_ssl_context(settings.ca_bundle) if settings.ca_bundle else None
+        aiohttp_transport = AiohttpTransport(ssl_context=ssl_context)
+        self.transport = self._transport_override or aiohttp_transport
+        self._http = httpx.AsyncClient(transport=self.transport, timeout=settings.timeout)
+        if self._transport_override is not None:
+            self.upstream = HttpxUpstream(self._transport_override)
+        elif settings.upstream_client == "aiohttp":
+            self.upstream = aiohttp_transport
+        else:
+            self.upstream = NativeUpstreamClient(ssl_context=ssl_context)
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        if self.upstream is not None:
+            await self.upstream.aclose()
+            self.upstream = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -188,10 +204,10 @@ class Proxy:
         )
 
     async def _send(self, backend: Backend, request: UpstreamRequest) -> UpstreamResponse:
-        assert self.transport is not None, "Proxy.start() was not awaited"
+        assert self.upstream is not None, "Proxy.start() was not awaited"
         try:
-            return await open_upstream(self.transport, request.method, request.url, request.headers,
-                                       orjson.dumps(request.json), request.timeout)
+            return await self.upstream.open(request.method, request.url, request.headers,
+                                            orjson.dumps(request.json), request.timeout)
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(f"backend {backend.id!r} timed out: {exc}", backend=backend.id) from exc
         except httpx.HTTPError as exc:

@@ -21,6 +21,7 @@ Two doors into the same session:
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 from typing import Any, Protocol
@@ -65,6 +66,16 @@ class UpstreamResponse(Protocol):
     def chunks(self) -> AsyncIterator[bytes]: ...
 
     async def read(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    """What the proxy path sends requests through (``upstream_client`` picks the implementation)."""
+
+    async def open(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
 
@@ -142,9 +153,11 @@ class _ByteStream(httpx.AsyncByteStream):
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session (and connection pool) per transport; create it inside the event loop."""
 
-    def __init__(self, *, max_connections: int = 1000, keepalive_expiry: float = 30.0) -> None:
+    def __init__(self, *, max_connections: int = 1000, keepalive_expiry: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -154,6 +167,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit_per_host=self._max_connections,
                 keepalive_timeout=self._keepalive_expiry,
                 ttl_dns_cache=300,
+                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -199,6 +213,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class HttpxUpstream:
+    """Any httpx transport (respx, ``httpx.MockTransport`` in tests) as an :class:`UpstreamClient`."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.transport = transport
+
+    async def open(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> UpstreamResponse:
+        return await open_upstream(self.transport, method, url, headers, body, timeout)
+
+    async def aclose(self) -> None:
+        """The transport belongs to whoever injected it (``Proxy`` closes it with its client)."""
 
 
 async def open_upstream(
