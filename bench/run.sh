@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command: benchmark hookproxy beside the direct floor, the naive FastAPI+httpx proxy and LiteLLM.
 #
-#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive litellm hookproxy"
+#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive aiohttp litellm hookproxy"
+#   TARGETS="direct aiohttp hookproxy hookproxy_aiohttp" bench/run.sh   # also hookproxy on its aiohttp fallback
 #   REPEATS=1 SKIP_LITELLM=1 bench/run.sh # quick look, no LiteLLM (skips its ~750 MiB install)
 #   HOOKPROXY_REF=worktree bench/run.sh   # measure the working tree instead of a commit
 #   HOOKPROXY_DISABLE_PLUGINS=qwen-oauth,hybrid bench/run.sh   # core alone (plugins stay installed)
@@ -30,8 +31,8 @@ HOOKPROXY_REF=${HOOKPROXY_REF:-HEAD}
 HOOKPROXY_PY=${HOOKPROXY_PY:-$REPO/.venv/bin/python}
 CONFIG=${HOOKPROXY_CONFIG:-$HERE/config/config.yaml}
 if [ -z "${TARGETS:-}" ]; then
-  TARGETS="direct naive litellm hookproxy"
-  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive hookproxy"
+  TARGETS="direct naive aiohttp litellm hookproxy"
+  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive aiohttp hookproxy"
 fi
 export TARGETS
 export OUT=${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)}
@@ -84,6 +85,13 @@ for ep in md.entry_points(group="hookproxy"):
 # 4. run
 export HOOKPROXY_URL=http://127.0.0.1:$HOOKPROXY_PORT HOOKPROXY_MODEL=fake HOOKPROXY_KEY=sk-bench
 export HOOKPROXY_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $HOOKPROXY_PORT"
+# hookproxy_aiohttp: the same hookproxy with the fallback client on the proxy path.
+export HOOKPROXY_AIOHTTP_URL=http://127.0.0.1:$((HOOKPROXY_PORT + 1)) HOOKPROXY_AIOHTTP_MODEL=fake HOOKPROXY_AIOHTTP_KEY=sk-bench
+export HOOKPROXY_AIOHTTP_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $((HOOKPROXY_PORT + 1)) --upstream-client aiohttp"
+# aiohttp: the naive FastAPI proxy with an aiohttp client (the yardstick of the performance targets).
+AIOHTTP_PORT=${AIOHTTP_PORT:-9010}
+export AIOHTTP_URL=http://127.0.0.1:$AIOHTTP_PORT
+export AIOHTTP_CMD="UPSTREAM_BASE=http://127.0.0.1:${UPSTREAM_PORT:-8001} UPSTREAM_API_KEY=sk-fake exec $HERE/.venv-bench/bin/uvicorn naive_proxy_aiohttp:app --host 127.0.0.1 --port $AIOHTTP_PORT --loop uvloop --http httptools --no-access-log --log-level warning --workers 1"
 # Other work on the machine (test suites ...) is noise: log every process above 5% CPU every 5 s.
 setsid bash -c 'taskset -c "$1" top -b -d 5 -c -w 200 2>/dev/null \
     | awk '"'"'/^top -/ {t=$3} $1 ~ /^[0-9]+$/ && $9+0 > 5 {print t, $0; fflush()}'"'"' > "$2"' \
