@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -80,12 +80,17 @@ def _check(auth: Authenticator, request: Request) -> None:
     auth.check(RequestHead(request.scope))
 
 
-def create_app(proxy: Proxy) -> FastAPI:
-    """Build the FastAPI app around a configured :class:`Proxy` (one per app)."""
+def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -> FastAPI:
+    """Build the FastAPI app around a configured :class:`Proxy` (one per app).
+
+    ``after_start`` runs inside the event loop once the proxy started (the CLI settles memory there).
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncGenerator[None, None]:
         await proxy.start()
+        if after_start is not None:
+            after_start()
         try:
             yield
         finally:
