@@ -104,6 +104,9 @@ def test_invalid_uri_parameters_are_dropped_with_a_warning_not_an_error(sdk, fak
     assert "bogus" not in sent
     assert "temperature" in caplog.text and "above maximum" in caplog.text
     assert "Unknown URI parameter 'bogus'" in caplog.text
+    caplog.clear()  # every request is told, not only the first with that selector
+    sdk.chat.completions.create(model="up:m1?temperature=3.5&bogus=1", messages=USER)
+    assert "Unknown URI parameter 'bogus'" in caplog.text
 
 
 def test_chinese_text_split_inside_a_character_survives_the_stream(sdk, fake_upstream):

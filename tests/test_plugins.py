@@ -20,6 +20,7 @@ import pytest
 import hookproxy
 from hookproxy import hookspecs
 from hookproxy.errors import ConfigError
+from hookproxy.openai_compatible import OpenAICompatibleBackend
 from hookproxy.plugins import list_plugins, make_plugin_manager
 from hookproxy.testing import Canned, content_stream, run_cli_proxy, write_config
 from tests.conftest import PROXY_KEY, core_pm
@@ -239,7 +240,7 @@ def test_plugins_command_lists_the_builtin_connector(tmp_path):
     config = write_config(tmp_path, {})
     out = subprocess.run([sys.executable, "-m", "hookproxy", "plugins", "--config", str(config)],
                          capture_output=True, text=True, check=True).stdout
-    assert re.search(r"^openai-compatible \(hookproxy [\d.]+\): hooks prepare_request, resolve_backend$", out, re.M)
+    assert re.search(r"^openai-compatible \(hookproxy [\d.]+\): hooks resolve_backend$", out, re.M)
 
 
 def test_stream_transform_never_emits_partial_events(proxy_for, fake_upstream):
@@ -288,3 +289,46 @@ def test_the_readme_plugin_works_as_written(tmp_path, fake_upstream):
         reply = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "quiet"}])
     assert reply.choices[0].message.content == "echo: QUIET"
     assert fake_upstream.requests_to()[-1].headers["x-shouty"] == "1"
+
+
+
+class _ElsewhereBackend(hookproxy.HTTPBackend):
+    """A backend class no configured backend has."""
+
+
+class _ElsewherePlugin:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookproxy.hookimpl
+    @hookproxy.for_backends(_ElsewhereBackend)
+    def prepare_request(self, request: hookproxy.UpstreamRequest) -> None:
+        self.calls += 1
+        request.headers["x-marked"] = "elsewhere"
+
+
+class _HerePlugin(_ElsewherePlugin):
+    @hookproxy.hookimpl
+    @hookproxy.for_backends(OpenAICompatibleBackend)
+    def prepare_request(self, request: hookproxy.UpstreamRequest) -> None:
+        self.calls += 1
+        request.headers["x-marked"] = "here"
+
+
+def test_a_hook_marked_for_other_backends_is_not_called_for_this_one(proxy_for, fake_upstream):
+    elsewhere, here = _ElsewherePlugin(), _HerePlugin()
+    running = proxy_for(plugins=(("elsewhere", elsewhere), ("here", here)))
+    sdk = openai.OpenAI(base_url=running.url + "/v1", api_key=PROXY_KEY, max_retries=0)
+    for _ in range(2):
+        sdk.chat.completions.create(model="up:m1", messages=[{"role": "user", "content": "hi"}])
+    assert (elsewhere.calls, here.calls) == (0, 2)
+    assert fake_upstream.requests_to()[-1].headers["x-marked"] == "here"
+
+
+def test_with_only_a_hook_for_other_backends_the_request_goes_out_unchanged(proxy_for, fake_upstream):
+    elsewhere = _ElsewherePlugin()
+    running = proxy_for(plugins=(("elsewhere", elsewhere),))
+    sdk = openai.OpenAI(base_url=running.url + "/v1", api_key=PROXY_KEY, max_retries=0)
+    reply = sdk.chat.completions.create(model="up:m1", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "echo: hi"
+    assert elsewhere.calls == 0 and "x-marked" not in fake_upstream.requests_to()[-1].headers

@@ -14,6 +14,7 @@ from .backend import (
     RetryDecision,
     UpstreamRequest,
 )
+from .backend_hooks import for_backends
 from .errors import (
     AuthenticationFailed,
     ConfigError,
@@ -57,6 +58,7 @@ __all__ = [
     "UpstreamUnreachable",
     "encode_comment",
     "encode_event",
+    "for_backends",
     "hookimpl",
     "parse_retry_after",
 ]

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .routing import Route
 
 
+_NO_HEADERS: Mapping[str, str] = {}
+
+
 @dataclass(frozen=True)
 class BackendInstance:
     """One configured backend, as written in YAML (C-8, C-9).
@@ -174,6 +177,10 @@ class HTTPBackend(Backend):
 
     def api_key(self) -> str | None:
         return self.instance.api_key or None
+
+    def headers(self) -> Mapping[str, str]:
+        """Fixed headers for every upstream request (after ``Authorization``; hooks run after)."""
+        return _NO_HEADERS
 
     def timeout(self) -> float | None:
         """Seconds for the upstream call; ``None`` means the proxy-wide ``--timeout``."""

@@ -30,9 +30,33 @@ def request_body(body: dict[str, Any], route: Route) -> dict[str, Any]:
     return prepared
 
 
+#: Most distinct selectors whose candidates are remembered per proxy (then the memory starts over).
+CANDIDATE_CACHE_SIZE = 1024
+
+
 def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
-    """Resolve bare models through failover_routes or the default backend (C-1, F-5)."""
+    """Resolve bare models through failover_routes or the default backend (C-1, F-5).
+
+    Backends and settings are fixed once the proxy runs, so the answer for a selector is
+    remembered (bounded), except where a round-robin route makes each answer different.
+    """
+    key = routes[0].raw if len(routes) == 1 else "|".join(route.raw for route in routes)
+    cache = proxy.candidate_cache
+    cached = cache.get(key)
+    if cached is not None and key:
+        return cached
+    candidates, stable = _expand(proxy, routes)
+    if stable and key:
+        if len(cache) >= CANDIDATE_CACHE_SIZE:
+            cache.clear()
+        cache[key] = candidates
+    return candidates
+
+
+def _expand(proxy: Proxy, routes: list[Route]) -> tuple[list[Route], bool]:
+    """The candidates, and whether the same routes always give the same ones."""
     settings = proxy.settings
+    stable = True
     candidates: list[Route] = []
     for route in routes:
         if route.backend is not None:
@@ -41,6 +65,7 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
             named = settings.failover_routes[route.model]
             elements = [parse_route(element) for element in named.elements]
             if named.policy == "round-robin":
+                stable = False
                 start = next(_round_robin) % len(elements)
                 elements = elements[start:] + elements[:start]
             candidates.extend(elements)
@@ -61,7 +86,7 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
                 param="model",
                 code="no_backend",
             )
-    return candidates
+    return candidates, stable
 
 
 #: Statuses after which another backend may well succeed (the client's request is not at fault).
@@ -105,7 +130,8 @@ def _label(error: UpstreamError) -> str:
 
 def decide(proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
     """Plugins first (``on_rate_limit``), then :func:`core_policy`."""
-    decision = proxy.pm.hook.on_rate_limit(backend=backend, call=call, error=error)
+    hook = proxy.hooks.caller("on_rate_limit", backend)
+    decision = None if hook is None else hook(backend=backend, call=call, error=error)
     if isinstance(decision, RetryDecision):
         return decision
     return core_policy(proxy.settings, call, error, has_next)

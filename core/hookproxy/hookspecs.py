@@ -8,6 +8,10 @@ the spec lists (pluggy passes only the ones it names), so hooks can grow argumen
 Hooks are synchronous. Where a hook may do I/O (``prepare_request``) it may *return* an
 awaitable, which the core awaits in one place (``plugins.await_all``). ``async def`` is refused
 on the firstresult hooks: a coroutine object is never ``None``, so it would always win.
+
+An implementation of a per-request hook that only acts on its own backends should say so with
+``@hookproxy.for_backends(MyBackend)``: the core then skips it for every other backend
+(:mod:`hookproxy.backend_hooks`).
 """
 
 from __future__ import annotations

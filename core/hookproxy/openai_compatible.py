@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .backend import BackendInstance, ChatCall, Health, HTTPBackend, UpstreamRequest
+from .backend import BackendInstance, Health, HTTPBackend
 from .errors import ConfigError
 from .hookspecs import hookimpl
 
@@ -28,6 +28,10 @@ class OpenAICompatibleBackend(HTTPBackend):
     def __init__(self, instance: BackendInstance, extra: OpenAICompatibleExtra) -> None:
         super().__init__(instance)
         self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        """``extra.headers``: the core adds them, so no hook has to run per request."""
+        return self.extra.headers
 
     def health(self) -> Health:
         if self.instance.api_key == "":
@@ -49,8 +53,3 @@ def resolve_backend(instance: BackendInstance) -> OpenAICompatibleBackend | None
         raise ConfigError(f"{instance.where()}: api_url is required (e.g. https://api.example.com/v1)")
     return OpenAICompatibleBackend(instance, extra)
 
-
-@hookimpl
-def prepare_request(backend: object, call: ChatCall, request: UpstreamRequest) -> None:
-    if isinstance(backend, OpenAICompatibleBackend) and backend.extra.headers:
-        request.headers.update(backend.extra.headers)

@@ -61,10 +61,15 @@ def make_plugin_manager(
     except pluggy.PluginValidationError as exc:
         raise ConfigError(f"{exc}; fix the hook name or add the missing hookspec") from exc
     _refuse_async_firstresult(pm)
-    if os.environ.get("HOOKPROXY_TRACE_HOOKS"):
+    if tracing_hooks():
         pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
         pm.enable_tracing()
     return pm
+
+
+def tracing_hooks() -> bool:
+    """``HOOKPROXY_TRACE_HOOKS=1``: every hook call is written to stderr (and none is skipped)."""
+    return bool(os.environ.get("HOOKPROXY_TRACE_HOOKS"))
 
 
 def _load_entrypoints(pm: pluggy.PluginManager) -> None:

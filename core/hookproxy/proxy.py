@@ -17,12 +17,13 @@ import pluggy
 from pydantic import BaseModel
 
 from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, UpstreamRequest
+from .backend_hooks import BackendHooks
 from .config import LoadedConfig, Settings
 from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
-from .plugins import await_all
+from .plugins import await_all, tracing_hooks
 from .retry_after import retry_after_from_headers
-from .routing import parse_chain
+from .routing import Route, parse_chain
 from .sse import UpstreamStream
 from .streamguard import StreamGuard
 from .transport import AiohttpTransport, HttpxUpstream, UpstreamClient, UpstreamResponse
@@ -49,6 +50,8 @@ class Proxy:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.pm = pm
+        #: Per-backend callers of the per-request hooks (skipped where no plugin acts).
+        self.hooks = BackendHooks(pm, skip=not tracing_hooks())
         self.config = config
         self.settings: Settings = config.settings
         self._plugin_settings = dict(plugin_settings or {})
@@ -60,6 +63,8 @@ class Proxy:
         self.backends: dict[str, Backend] = {}
         self.aliases: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
+        #: Failover candidates by selector (``dispatch.expand_candidates``); read-only lists.
+        self.candidate_cache: dict[str, list[Route]] = {}
         self._resolve_backends(config.instances)
 
     # --- settings and backends --------------------------------------------------------------
@@ -159,7 +164,9 @@ class Proxy:
     async def send_upstream(self, backend: HTTPBackend, call: ChatCall) -> Reply:
         """One HTTP attempt against an OpenAI-compatible upstream (see ``HTTPBackend``)."""
         request = self._build_request(backend, call)
-        await await_all(self.pm.hook.prepare_request(backend=backend, call=call, request=request))
+        prepare = self.hooks.caller("prepare_request", backend)
+        if prepare is not None:
+            await await_all(prepare(backend=backend, call=call, request=request))
         response = await self._send(backend, request)
         content_type = response.headers.get("content-type", "application/json")
         if response.status >= 400:
@@ -168,7 +175,9 @@ class Proxy:
             settings = self.settings
             raw = _iterate(backend, response, StreamGuard(settings.stream_idle_timeout,
                                                            settings.stream_max_lifetime, response.aclose))
-            transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(raw))
+            transform = self.hooks.caller("stream_response", backend)
+            transformed = None if transform is None else transform(backend=backend, call=call,
+                                                                    stream=UpstreamStream(raw))
             return Reply(
                 status=response.status,
                 headers={"content-type": "text/event-stream; charset=utf-8"},
@@ -195,6 +204,9 @@ class Proxy:
         key = backend.api_key()
         if key:
             headers["authorization"] = f"Bearer {key}"
+        fixed = backend.headers()
+        if fixed:
+            headers.update(fixed)
         return UpstreamRequest(
             method="POST",
             url=backend.base_url() + "/chat/completions",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -141,7 +142,23 @@ def parse_route(selector: str) -> Route:
 
 
 def parse_chain(selector: str) -> list[Route]:
-    """Parse ``a:m1|b:m2|c:m3`` into ordered failover candidates (a single selector gives one)."""
+    """Parse ``a:m1|b:m2|c:m3`` into ordered failover candidates (a single selector gives one).
+
+    Clients send the same few model strings over and over, so a selector without URI
+    parameters is parsed once (bounded cache). One with ``?`` is parsed every time, because a
+    dropped parameter is logged per request.
+    """
+    if "?" in selector:
+        return _parse_chain(selector)
+    return list(_parse_plain_chain(selector))
+
+
+@lru_cache(maxsize=1024)
+def _parse_plain_chain(selector: str) -> tuple[Route, ...]:
+    return tuple(_parse_chain(selector))
+
+
+def _parse_chain(selector: str) -> list[Route]:
     parts = split_top_level(selector, "|")
     if len(parts) > 1 and any(not part.strip() for part in parts):
         raise InvalidRequest(f"model selector {selector!r} has an empty element", param="model")

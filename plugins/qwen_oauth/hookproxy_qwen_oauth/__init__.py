@@ -21,6 +21,7 @@ from hookproxy import (
     RetryDecision,
     UpstreamError,
     UpstreamRequest,
+    for_backends,
     hookimpl,
 )
 
@@ -48,6 +49,7 @@ def resolve_backend(instance: BackendInstance, proxy: Proxy) -> QwenOAuthBackend
 
 
 @hookimpl
+@for_backends(QwenOAuthBackend)
 def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) -> Awaitable[None] | None:
     """The gate is checked here, synchronously, before any file or network I/O (Q-44)."""
     if not isinstance(backend, QwenOAuthBackend):
@@ -57,6 +59,7 @@ def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) 
 
 
 @hookimpl
+@for_backends(QwenOAuthBackend)
 def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:
     """One forced refresh after an auth error (§1.7: 401/403 or its phrases); one held retry of a
     rate limit (R-1)."""
