@@ -141,7 +141,7 @@ async def test_an_idle_connection_closed_by_the_upstream_is_replaced_before_send
     answer = await client.open("POST", server.url + "/x", HEADERS, BODY, 10)
     await answer.read()
     assert closed.wait(10)
-    time.sleep(0.2)  # block the loop: the close has reached the socket but not the event loop
+    time.sleep(0.5)  # block the loop: the close has reached the socket but not the event loop
     answer = await client.open("POST", server.url + "/x", HEADERS, BODY, 10)
     assert await answer.read() == b"{}"
     assert server.connections == 2

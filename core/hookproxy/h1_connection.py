@@ -30,6 +30,10 @@ import httptools
 import httpx
 
 _CAN_POLL = hasattr(select, "poll")
+#: A pooled socket idle for longer than this is polled before reuse: upstream idle timeouts are
+#: seconds long, so a socket reused sooner cannot have been closed by one (and polling costs a
+#: few microseconds per request under load).
+PEEK_AFTER_IDLE = 0.25
 
 #: Buffered response bytes above which the socket is no longer read (backpressure) ...
 HIGH_WATER = 256 * 1024
@@ -279,8 +283,7 @@ class H1Connection(asyncio.Protocol):
 
     # --- used by the pool and the response ---------------------------------------------------------
 
-    @property
-    def usable(self) -> bool:
+    def usable(self, now: float) -> bool:
         """Open and quiet: an idle keep-alive socket with bytes or EOF pending is dead to us.
 
         The peek catches a close the event loop has not processed yet (the upstream's idle
@@ -288,7 +291,7 @@ class H1Connection(asyncio.Protocol):
         """
         if self.closed or self._transport is None or self._transport.is_closing():
             return False
-        if self._fd < 0 or not _CAN_POLL:
+        if self._fd < 0 or not _CAN_POLL or now - self.idle_since < PEEK_AFTER_IDLE:
             return True
         poller = select.poll()
         poller.register(self._fd, select.POLLIN | select.POLLPRI)
@@ -317,26 +320,35 @@ class H1Connection(asyncio.Protocol):
             await self._drain
 
     async def wait(self, timeout: float) -> None:
-        """Until the parser has news for the response; ``timeout`` seconds of silence raise."""
+        """Until the parser has news for the response; ``timeout`` seconds of silence raise.
+
+        The connection keeps one timer across waits and requests (it is not cancelled when a
+        response ends): when it fires it looks at the current wait, if any, and re-arms.
+        """
         loop = self._loop
         waiter = self._waiter = loop.create_future()
-        self._waiting_since = loop.time()
-        if self._timer is None:
-            self._timer = loop.call_at(self._waiting_since + timeout, self._check_timeout, timeout)
+        now = self._waiting_since = loop.time()
+        self.read_timeout = timeout
+        timer = self._timer
+        if timer is None or timer.when() > now + timeout:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(now + timeout, self._check_timeout)
         try:
             await waiter
         finally:
             self._waiter = None
 
-    def _check_timeout(self, timeout: float) -> None:
+    def _check_timeout(self) -> None:
         self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
+        timeout = self.read_timeout
         since = max(self._waiting_since, self._last_data)
         now = self._loop.time()
         if now - since < timeout:
-            self._timer = self._loop.call_at(since + timeout, self._check_timeout, timeout)
+            self._timer = self._loop.call_at(since + timeout, self._check_timeout)
             return
         response = self._response
         phase = "headers" if response is None or not response._headers_done else "body bytes"
@@ -374,9 +386,6 @@ class H1Connection(asyncio.Protocol):
     def release(self) -> None:
         """The response was read to its end: back to the pool for the next request."""
         self._response = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self.idle_since = self._loop.time()
         self._on_release(self)
 

@@ -148,10 +148,11 @@ class NativeUpstreamClient:
 
     def _reuse(self, pool: _HostPool) -> H1Connection | None:
         idle = pool.idle
-        expired = self._loop.time() - self._expiry
+        now = self._loop.time()
+        expired = now - self._expiry
         while idle:
             connection = idle.pop()
-            if connection.idle_since >= expired and connection.usable:
+            if connection.idle_since >= expired and connection.usable(now):
                 return connection
             connection.close()
         return None
