@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pluggy
-from fastapi import FastAPI
 from pydantic import BaseModel
 
-from .app import create_app
+from .app import HookproxyApp, create_app
 from .config import Settings, build_plugin_settings, load_config
 from .errors import ConfigError
 from .plugins import make_plugin_manager, settings_models
@@ -52,5 +51,5 @@ def build_app(
     config_path: Path | None = None,
     cli: Mapping[str, Any] | None = None,
     **kwargs: Any,
-) -> FastAPI:
+) -> HookproxyApp:
     return create_app(build_proxy(config_path, cli, **kwargs))

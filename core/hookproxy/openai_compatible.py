@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .backend import BackendInstance, Health, HTTPBackend
+from .backend import BackendInstance, ChatCall, Health, HTTPBackend
 from .errors import ConfigError
 from .hookspecs import hookimpl
 
@@ -29,9 +29,12 @@ class OpenAICompatibleBackend(HTTPBackend):
         super().__init__(instance)
         self.extra = extra
 
-    def headers(self) -> dict[str, str]:
-        """``extra.headers``: the core adds them, so no hook has to run per request."""
-        return self.extra.headers
+    def request_headers(self, call: ChatCall) -> dict[str, str]:
+        """The credentials plus ``extra.headers`` (a step of the request, so no hook runs per request)."""
+        headers = super().request_headers(call)
+        if self.extra.headers:
+            headers.update(self.extra.headers)
+        return headers
 
     def health(self) -> Health:
         if self.instance.api_key == "":
