@@ -35,10 +35,9 @@ _CAN_POLL = hasattr(select, "poll")
 #: few microseconds per request under load).
 PEEK_AFTER_IDLE = 0.25
 
-#: Buffered response bytes above which the socket is no longer read (backpressure) ...
+#: Buffered response bytes above which the socket is no longer read (backpressure); reading
+#: resumes when the consumer takes the buffer.
 HIGH_WATER = 256 * 1024
-#: ... and below which reading resumes.
-LOW_WATER = 64 * 1024
 
 
 class ResponseHeaders(Mapping[str, str]):
@@ -117,14 +116,19 @@ class H1Response:
             await connection.wait(timeout)
 
     def _take(self) -> bytes:
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._buffered < LOW_WATER:
-            self._connection.resume_reading()
+        """Everything buffered, as one piece: a burst of SSE events goes to the client in one write."""
+        chunks = self._chunks
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._connection.resume_reading()
         return chunk
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive, so SSE events are relayed without waiting for a fill."""
+        """Body bytes as they arrive, so SSE events are relayed without waiting for a fill.
+
+        What arrived together is handed over together (each piece costs the relay a client write).
+        """
         connection = self._connection
         try:
             while True:
