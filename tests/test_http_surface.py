@@ -110,6 +110,20 @@ def test_a_client_that_disconnects_closes_the_upstream_stream(proxy_for, fake_up
     assert record.sent < record.planned
 
 
+def test_a_client_leaving_a_silent_stream_closes_the_upstream_at_once(proxy_for, fake_upstream):
+    running = proxy_for()
+    fake_upstream.queue(Canned(sse=content_stream(["x", "y"]), delay=8))  # silent after the first events
+    with httpx.stream("POST", running.url + "/v1/chat/completions", headers=AUTH, timeout=10,
+                      json={"model": "m1", "messages": USER, "stream": True}) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break
+    deadline = time.monotonic() + 4.0  # well before the upstream's next event
+    while time.monotonic() < deadline and not fake_upstream.stream_log[-1].client_closed:
+        time.sleep(0.02)
+    assert fake_upstream.stream_log[-1].client_closed
+
+
 def test_loop_guard_rejects_a_request_that_already_passed_a_hookproxy(proxy_for):
     response = post(proxy_for(), {"model": "m1", "messages": USER}, headers={"x-hookproxy-loop-guard": "1"})
     assert_openai_error(response, 508, "loop")
