@@ -1,4 +1,4 @@
-"""How bytes reach upstreams: one aiohttp session per app, spoken to through httpx's interface.
+"""The upstream interface of the proxy path, and the aiohttp session behind ``proxy.http``.
 
 Why aiohttp underneath: httpcore's connection pool scans every pooled connection on every
 request and its pure-Python HTTP/1.1 parser costs about 0.5 ms per request; the bench
@@ -12,11 +12,13 @@ Two doors into the same session:
 * :class:`AiohttpTransport` is an ``httpx.AsyncBaseTransport``: plugins use it through
   ``proxy.http`` (an ``httpx.AsyncClient``), tests can swap in any other httpx transport
   (respx, ``httpx.MockTransport``), and every failure is an ``httpx`` exception.
-* :meth:`AiohttpTransport.open` is the chat hot path. It skips building ``httpx.Request`` and
-  ``httpx.Response`` objects (URL parsing, header normalisation, three stacked body iterators:
-  about a fifth of the proxy's CPU per request in the bench profile) and returns an
-  :class:`UpstreamResponse`; :func:`open_upstream` gives the same shape over any httpx transport.
-  Errors are still mapped to the httpx exception tree, so callers handle one vocabulary.
+* :meth:`AiohttpTransport.open` is the proxy path when ``upstream_client: aiohttp`` (the
+  fallback; the default is the native client of :mod:`hookproxy.upstream_pool`). It skips
+  building ``httpx.Request`` and ``httpx.Response`` objects and returns an
+  :class:`UpstreamResponse`; :class:`HttpxUpstream` gives the same shape over any httpx
+  transport (tests inject respx or ``httpx.MockTransport`` this way). Every proxy-path client
+  is an :class:`UpstreamClient` and maps its errors to the httpx exception tree, so callers
+  handle one vocabulary.
 """
 
 from __future__ import annotations
