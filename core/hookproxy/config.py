@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +31,7 @@ ENV_PREFIX = "HOOKPROXY_"
 INSTANCES_DIR = Path("backends") / "backend-instances"
 DEFAULT_CONFIG = Path("config") / "config.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ExtraModel = TypeVar("ExtraModel", bound=BaseModel)
 
 
 class FailoverRoute(BaseModel):
@@ -46,6 +47,11 @@ def _split_keys(value: Any) -> Any:
     if isinstance(value, str):
         return [key.strip() for key in value.split(",") if key.strip()]
     return value
+
+
+def _upper(value: Any) -> Any:
+    """Log levels are accepted in any case (``debug``, ``Info``)."""
+    return value.upper() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -74,6 +80,7 @@ class Settings(BaseSettings):
     failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+    _upper_log_level = field_validator("log_level", mode="before")(_upper)
 
     @property
     def auth_enabled(self) -> bool:
@@ -246,10 +253,35 @@ def build_settings(
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return init_settings, _Source(settings_cls, env_values), _Source(settings_cls, yaml_values)
 
+    cli_values = {key: value for key, value in cli.items() if value is not None}
     try:
-        return _Bound(**{key: value for key, value in cli.items() if value is not None})
+        return _Bound(**cli_values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        raise ConfigError(_describe_setting(exc, cli_values, env_values, where)) from exc
+
+
+def yaml_key(name: str) -> str:
+    """Where a Settings field lives in the YAML file (``failure_handling.max_silent_wait``)."""
+    for section, names in SECTIONS.items():
+        if name in names:
+            return f"{section}.{name}"
+    return name
+
+
+def _describe_setting(
+    exc: ValidationError, cli: Mapping[str, Any], env_values: Mapping[str, Any], where: str
+) -> str:
+    """Name the source that gave the bad value: the flag, the env var, or the file and key."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    rest = ".".join(str(part) for part in first["loc"][1:])
+    detail = f"{first['msg']} (got {first.get('input')!r})"
+    if name in cli:
+        return f"--{name.replace('_', '-')}: {detail}; fix the flag"
+    if name in env_values:
+        return f"environment variable {ENV_PREFIX}{name.upper()}: {detail}; fix or unset it"
+    key = ".".join(part for part in (yaml_key(name), rest) if part)
+    return f"{where}: {key}: {detail}"
 
 
 def _describe(exc: ValidationError, where: str) -> str:
@@ -261,7 +293,14 @@ def _describe(exc: ValidationError, where: str) -> str:
 # --- backend instances ---------------------------------------------------------------------
 
 
-def _instance(instance_id: str, body: Any, source: Path, default_connector: str | None) -> BackendInstance:
+def env_names(raw: Any) -> tuple[str, ...]:
+    """The ``${VAR}`` names a raw (not yet expanded) YAML string refers to."""
+    return tuple(match.group(1) for match in _VAR.finditer(raw)) if isinstance(raw, str) else ()
+
+
+def _instance(
+    instance_id: str, body: Any, source: Path, default_connector: str | None, raw: Any = None
+) -> BackendInstance:
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: backend {instance_id!r} must be a mapping")
     try:
@@ -280,6 +319,7 @@ def _instance(instance_id: str, body: Any, source: Path, default_connector: str 
         timeout=parsed.timeout,
         extra=parsed.extra,
         source=source,
+        api_key_env=env_names(raw.get("api_key")) if isinstance(raw, dict) else (),
     )
 
 
@@ -294,12 +334,12 @@ def load_instance_files(directory: Path, env: Mapping[str, str]) -> list[Backend
         if not dot or not name:
             log.warning("skipping %s: instance files are named <connector>.<name>.yaml", path)
             continue
-        data = read_yaml(path)
-        if not isinstance(data, dict):
+        raw = read_yaml(path)
+        if not isinstance(raw, dict):
             log.warning("skipping %s: its top level is not a mapping", path)
             continue
-        data = expand_env(data, where=str(path), env=env)
-        instances.append(_instance(stem, data, path, connector))
+        data = expand_env(raw, where=str(path), env=env)
+        instances.append(_instance(stem, data, path, connector, raw))
     return instances
 
 
@@ -313,6 +353,7 @@ def load_config(
     cli = cli or {}
     yaml_values: dict[str, Any] = {}
     backends: dict[str, Any] = {}
+    raw_backends: Any = None
     instances: list[BackendInstance] = []
     if path is not None:
         data = read_yaml(path)
@@ -320,12 +361,14 @@ def load_config(
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of settings")
+        raw_backends = data.get("backends")
         data = expand_env(data, where=str(path), env=env)
         yaml_values, backends = _flatten_root(data, path)
     plugin_values: dict[str, Any] = {}
+    raw_backends = raw_backends if isinstance(raw_backends, dict) else {}
     for key, value in backends.items():
         if isinstance(value, dict):
-            instances.append(_instance(key, value, path or Path("<config>"), None))
+            instances.append(_instance(key, value, path or Path("<config>"), None, raw_backends.get(key)))
         elif key in CORE_BACKEND_SETTINGS:
             yaml_values.setdefault(key, value)
         else:
@@ -358,6 +401,16 @@ def default_config_path(explicit: str | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def validate_extra(model: type[ExtraModel], instance: BackendInstance) -> ExtraModel:
+    """Validate an instance's ``extra:`` block with a connector's model; errors name file and key."""
+    try:
+        return model.model_validate(dict(instance.extra))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        key = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(f"{instance.where()}: extra.{key}: {problem['msg']}") from exc
+
+
 # --- plugin settings ---------------------------------------------------------------------------
 
 
@@ -370,15 +423,18 @@ def build_plugin_settings(
 ) -> BaseModel:
     """Validate one plugin's settings model from YAML ``backends:`` keys, env and CLI."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for name in model.model_fields:
         if name in yaml_values:
-            values[name] = yaml_values[name]
+            values[name], sources[name] = yaml_values[name], f"{where}: backends.{name}"
         env_name = ENV_PREFIX + name.upper()
         if env_name in env:
-            values[name] = env[env_name]
+            values[name], sources[name] = env[env_name], f"environment variable {env_name}"
         if cli.get(name) is not None:
-            values[name] = cli[name]
+            values[name], sources[name] = cli[name], f"--{name.replace('_', '-')}"
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        raise ConfigError(f"{sources.get(name, where)}: {first['msg']} (got {first.get('input')!r})") from exc

@@ -50,9 +50,8 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
                     candidates.append(Route(element.model, route.model, route.params, f"{element.model}:{route.raw}"))
                 else:
                     candidates.append(Route(element.backend, element.model, {**element.params, **route.params}))
-        elif len(proxy.backends) == 1:
-            (only,) = proxy.backends
-            candidates.append(Route(only, route.model, route.params, route.raw))
+        elif len(configured := proxy.configured_backends()) == 1:
+            candidates.append(Route(configured[0].id, route.model, route.params, route.raw))
         else:
             known = ", ".join(sorted(proxy.aliases)) or "none"
             raise InvalidRequest(

@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from .app import create_app
 from .config import Settings, build_plugin_settings, load_config
-from .errors import ConfigError
+from .errors import ConfigError, InvalidRequest, UnknownBackend
 from .plugins import make_plugin_manager, settings_models
 from .proxy import Proxy
+from .routing import parse_route
 
 
 def build_proxy(
@@ -45,7 +46,29 @@ def build_proxy(
         plugin_settings[model] = build_plugin_settings(
             model, config.plugin_values, cli, env, f"{where} (settings of plugin {plugin_name!r})"
         )
-    return Proxy(pm, config, plugin_settings, transport=transport)
+    proxy = Proxy(pm, config, plugin_settings, transport=transport)
+    check_failover_routes(proxy, where)
+    return proxy
+
+
+def check_failover_routes(proxy: Proxy, where: str) -> None:
+    """Every backend a named failover route lists must exist: a typo is found at start, not when used."""
+    for name, route in proxy.settings.failover_routes.items():
+        for element in route.elements:
+            try:
+                backend = parse_route(element).backend
+            except InvalidRequest as exc:
+                raise ConfigError(f"{where}: failover_routes.{name}: {exc.message}") from None
+            if backend is None:
+                continue  # a bare model goes to the default backend
+            try:
+                proxy.lookup(backend)
+            except UnknownBackend:
+                known = ", ".join(sorted(proxy.aliases)) or "none configured"
+                raise ConfigError(
+                    f"{where}: failover_routes.{name} names unknown backend {backend!r} in {element!r}; "
+                    f"known backends: {known}"
+                ) from None
 
 
 def build_app(

@@ -84,6 +84,9 @@ class Attempts:
             has_next = self._has_next()
             self.count += 1
             try:
+                refusal = backend.refusal()  # not usable as configured: refused here, not sent
+                if refusal is not None:
+                    raise refusal
                 if has_next or self.count > 1:
                     reply = await self._guarded(backend, call, has_next)
                 else:

@@ -63,6 +63,9 @@ EXTRA_BODY_DROP = ("backend_type", "model", "session_id", PROBABILITY_OVERRIDE)
 class HybridBackend(Backend):
     """The ``hybrid`` connector; its one (usually synthesized) instance serves ``hybrid:[...]``."""
 
+    #: It only composes other backends, so it needs no configuration of its own.
+    serves_unconfigured = True
+
     def __init__(self, instance: BackendInstance, proxy: Proxy) -> None:
         super().__init__(instance)
         self._proxy = proxy

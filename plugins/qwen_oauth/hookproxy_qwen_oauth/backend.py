@@ -13,7 +13,16 @@ import platform
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from hookproxy import BackendInstance, ChatCall, Health, HTTPBackend, PermissionDenied, Proxy, UpstreamRequest
+from hookproxy import (
+    BackendInstance,
+    ChatCall,
+    Health,
+    HTTPBackend,
+    PermissionDenied,
+    Proxy,
+    ProxyError,
+    UpstreamRequest,
+)
 
 from .credentials import default_path
 from .oauth import TokenManager
@@ -46,6 +55,9 @@ def base_from_resource_url(resource_url: str) -> str:
 
 class QwenOAuthBackend(HTTPBackend):
     """One qwen-oauth instance: its settings, its token manager and its rate-limit backoff."""
+
+    #: ``qwen auth`` leaves credentials in a known place, so no instance file is needed.
+    serves_unconfigured = True
 
     def __init__(self, instance: BackendInstance, extra: QwenOAuthExtra, proxy: Proxy) -> None:
         super().__init__(instance)
@@ -101,12 +113,19 @@ class QwenOAuthBackend(HTTPBackend):
         return self.instance.models or tuple(self.extra.models)
 
     def health(self) -> Health:
+        if not self.gate_open():
+            # The credentials file is not even looked at: a closed gate must not warn about it.
+            details = {"credentials_path": str(self.credentials_path), "gate_open": False}
+            return Health(False, f"gate closed: start with {GATE_FLAG} or set extra.{GATE_KEY}: true", details)
         state = self.tokens.state()
         details = {"expires_in_seconds": state.expires_in_seconds, "credentials_path": str(self.credentials_path),
-                   "gate_open": self.gate_open()}
-        if not self.gate_open():
-            return Health(False, f"gate closed: start with {GATE_FLAG} or set extra.{GATE_KEY}: true", details)
+                   "gate_open": True}
         return Health(state.usable, state.reason, details)
+
+    def refusal(self) -> ProxyError | None:
+        """Nothing here: ``prepare_request`` refuses before any I/O with the precise status
+        (403 for the closed gate, 401 asking to run ``qwen auth``)."""
+        return None
 
     # --- per request --------------------------------------------------------------------------
 
