@@ -59,25 +59,31 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    default_backend: str | None = None
-    force_model: str | None = None
-    timeout: float = Field(120.0, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    disable_auth: bool = False
-    # failure handling (F-1); YAML block ``failure_handling:``
-    max_silent_wait: float = Field(30.0, ge=0)
-    total_timeout_budget: float = Field(90.0, gt=0)
-    keepalive_interval: float = Field(8.0, gt=0)
-    max_failover_hops: int = Field(5, ge=0)
-    min_retry_wait: float = Field(1.0, ge=0)
-    stream_idle_timeout: float = Field(240.0, gt=0)
-    stream_max_lifetime: float = Field(900.0, gt=0)
-    shutdown_grace_period: float = Field(30.0, ge=0)
-    failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    default_backend: str | None = Field(
+        None, description="backend (or selector `a:m1|b:m2`) for a model without a `backend:` prefix; "
+        "unset, the one configured backend is the default")
+    force_model: str | None = Field(None, description="replace every request's model with this `[backend:]model`")
+    timeout: float = Field(120.0, gt=0, description="upstream timeout in seconds (per instance: `timeout:`)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="`DEBUG` `INFO` `WARNING` `ERROR` `CRITICAL`, any case")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body; larger gets 413")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="keys clients must send; none means auth is off (loopback only)")
+    disable_auth: bool = Field(False, description="accept requests without a key (loopback only)")
+    # failure handling; YAML block ``failure_handling:``
+    max_silent_wait: float = Field(30.0, ge=0, description="longest `Retry-After` (s) waited out before failing over")
+    total_timeout_budget: float = Field(90.0, gt=0, description="seconds for all retries and failover of a request")
+    keepalive_interval: float = Field(8.0, gt=0, description="seconds between `: keepalive` comments while waiting")
+    max_failover_hops: int = Field(5, ge=0, description="most backends tried after the first")
+    min_retry_wait: float = Field(1.0, ge=0, description="shortest wait (s) before a retry")
+    stream_idle_timeout: float = Field(240.0, gt=0, description="end a stream after this many seconds of silence")
+    stream_max_lifetime: float = Field(900.0, gt=0, description="end any stream after this many seconds")
+    shutdown_grace_period: float = Field(30.0, ge=0, description="on SIGTERM, seconds in-flight streams may finish")
+    failover_routes: dict[str, FailoverRoute] = Field(
+        default_factory=dict, description="named routes usable as a model: "
+        "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
     _upper_log_level = field_validator("log_level", mode="before")(_upper)
@@ -101,8 +107,10 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "shutdown_grace_period",
     ),
 }
-ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "max_body_bytes", "backends", "failover_routes", *SECTIONS}
+#: Other spellings of root keys, accepted as the key they name (``proxy_timeout: 60`` is ``timeout: 60``).
+YAML_ALIASES = {"proxy_timeout": "timeout"}
+ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "log_level",
+             "max_body_bytes", "backends", "failover_routes", *SECTIONS, *YAML_ALIASES}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 
 
@@ -194,8 +202,8 @@ def _flatten_root(data: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], 
                 if sub not in SECTIONS[key]:
                     raise ConfigError(f"{path}: unknown key {key}.{sub}; known: {', '.join(SECTIONS[key])}")
                 values[sub] = item
-        elif key == "proxy_timeout":
-            values["timeout"] = value
+        elif key in YAML_ALIASES:
+            values[YAML_ALIASES[key]] = value
         elif key != "backends":
             values[key] = value
     backends = data.get("backends") or {}
