@@ -37,9 +37,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class Authenticator:
-    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time (A-1, A-2).
+    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time.
 
-    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5); its
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`; its
     table is empty until a bad key arrives, so good traffic pays one truth test.
     """
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BackendInstance:
-    """One configured backend, as written in YAML (C-8, C-9).
+    """One configured backend, as written in YAML (a ``backends:`` block or an instance file).
 
     ``id`` is the instance id (``openai-compatible.minimax`` for an instance file, the block key
     for a ``backends:`` block); ``extra`` is the plugin's own settings block, validated by the

@@ -1,10 +1,10 @@
 """Configuration: YAML file + backend-instance files + ``HOOKPROXY_*`` env + CLI flags.
 
-Precedence is CLI > environment > YAML > defaults (C-7). Root YAML keys are validated and an
+Precedence is CLI > environment > YAML > defaults. Root YAML keys are validated and an
 unknown one is an error naming the key and the file. ``${VAR}`` (or ``${VAR:-default}``) in
 any YAML string is expanded from the environment; a missing variable without a default is a
 start-up error. Backend-instance files live in ``backends/backend-instances/`` next to the
-config file and are named ``<connector>.<name>.yaml`` (C-9).
+config file and are named ``<connector>.<name>.yaml``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ ExtraModel = TypeVar("ExtraModel", bound=BaseModel)
 
 
 class FailoverRoute(BaseModel):
-    """A named failover route usable as a model name (F-5)."""
+    """A named failover route usable as a model name."""
 
     model_config = ConfigDict(extra="forbid")
     policy: Literal["ordered", "round-robin"] = "ordered"
@@ -332,7 +332,7 @@ def _instance(
 
 
 def load_instance_files(directory: Path, env: Mapping[str, str]) -> list[BackendInstance]:
-    """Read ``<connector>.<name>.yaml`` files (C-9); a non-mapping file is skipped with a warning."""
+    """Read ``<connector>.<name>.yaml`` files; a non-mapping file is skipped with a warning."""
     instances: list[BackendInstance] = []
     if not directory.is_dir():
         return instances

@@ -1,4 +1,4 @@
-"""The attempt loop: try candidates in order, retry, wait, fail over, or give up (F-2..F-4).
+"""The attempt loop: try candidates in order, retry, wait, fail over, or give up.
 
 :class:`Attempts` keeps the state of one request's attempts and is driven from outside:
 ``next()`` returns a :class:`~hookproxy.Reply`, or the seconds to wait before calling it again.

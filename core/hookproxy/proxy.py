@@ -303,7 +303,7 @@ async def _upstream_error(backend: HTTPBackend, response: UpstreamResponse) -> U
 
 
 def _aliases(backends: Mapping[str, Backend]) -> dict[str, str]:
-    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique (C-9)."""
+    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique."""
     by_connector: dict[str, list[str]] = {}
     by_name: dict[str, list[str]] = {}
     for backend_id, backend in backends.items():

@@ -1,6 +1,6 @@
 """The qwen-oauth backend: an OpenAI-compatible HTTP backend whose key is the CLI's OAuth token.
 
-The core builds and sends the request; this class supplies the base URL (Q-17, Q-18), the
+The core builds and sends the request; this class supplies the base URL, the
 health shown in /health and ``hookproxy plugins``, and :meth:`prepare`, which the
 ``prepare_request`` hook awaits: backoff, token, URL and the official client's headers.
 """
@@ -45,7 +45,10 @@ def official_user_agent() -> str:
 
 
 def base_from_resource_url(resource_url: str) -> str:
-    """Q-18: add ``https://`` unless a scheme is there, strip ``/``, append ``/v1`` unless present."""
+    """The credentials' ``resource_url`` as a base URL.
+
+    Add ``https://`` unless a scheme is there, strip ``/``, append ``/v1`` unless present.
+    """
     url = resource_url.strip()
     if not url.startswith(("http://", "https://")):
         url = "https://" + url
@@ -78,7 +81,7 @@ class QwenOAuthBackend(HTTPBackend):
     # --- the gate ---------------------------------------------------------------------------
 
     def gate_open(self) -> bool:
-        """Q-45: the CLI flag (or env/YAML setting) or the instance's own ``extra`` key."""
+        """Open by the CLI flag (or env/YAML setting) or the instance's own ``extra`` key."""
         return self.extra.enable_qwen_oauth_backend_debugging_override or (
             self.proxy.settings_for(QwenOAuthSettings).enable_qwen_oauth_backend_debugging_override
         )
@@ -130,7 +133,7 @@ class QwenOAuthBackend(HTTPBackend):
     # --- per request --------------------------------------------------------------------------
 
     async def prepare(self, call: ChatCall, request: UpstreamRequest) -> None:
-        """Backoff (R-8/R-9), token (R-7, §1.7), URL, headers and ``include_usage`` (Q-27)."""
+        """Backoff, token (refreshed when needed), URL, headers and ``include_usage``."""
         state = call.state.setdefault(STATE_KEY, {})
         if not state.get("rate_limit_retried"):
             remaining = self.backoff.remaining()
