@@ -76,7 +76,8 @@ class Proxy:
         return value
 
     def _resolve_backends(self, instances: list[BackendInstance]) -> None:
-        connectors = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
+        # A connector is a plugin that resolves backends (front ends and helpers are not).
+        connectors = {impl.plugin_name for impl in self.pm.hook.resolve_backend.get_hookimpls()}
         configured = {instance.connector for instance in instances}
         synthesized = [
             BackendInstance(id=f"{name}.default", connector=name, synthesized=True)
