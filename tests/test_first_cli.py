@@ -133,3 +133,9 @@ def test_demo_streams_an_answer_without_any_model(tmp_path):
     assert len(pieces) > 5
     assert "You said: 'Hello!'" in "".join(pieces)
     assert "demo [demo]: ready" in output
+
+
+def test_the_log_level_flag_takes_any_case(tmp_path):
+    path = write_config(tmp_path, {})
+    assert run_hookproxy("check", "--config", str(path), "--log-level", "debug").returncode == 0
+    assert_one_line_error(run_hookproxy("check", "--config", str(path), "--log-level", "loud"), "--log-level")
