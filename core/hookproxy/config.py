@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     failover_routes: dict[str, FailoverRoute] = Field(
         default_factory=dict, description="named routes usable as a model: "
         "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
+    # observability; YAML block ``observability:``
+    metrics: bool = Field(True, description="serve `GET /metrics` (Prometheus text; needs the proxy key)")
+    access_log: Literal["off", "text", "json"] = Field(
+        "off", description="one line per request on the `hookproxy.access` logger: `off`, `text` or `json`")
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
     _upper_log_level = field_validator("log_level", mode="before")(_upper)
@@ -106,6 +110,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "stream_max_lifetime",
         "shutdown_grace_period",
     ),
+    "observability": ("metrics", "access_log"),
 }
 #: Other spellings of root keys, accepted as the key they name (``proxy_timeout: 60`` is ``timeout: 60``).
 YAML_ALIASES = {"proxy_timeout": "timeout"}
