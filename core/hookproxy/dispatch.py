@@ -103,10 +103,18 @@ def _label(error: UpstreamError) -> str:
     return f"HTTP {error.status}"
 
 
-def decide(proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
-    """Plugins first (``on_rate_limit``), then :func:`core_policy`."""
+def decide(
+    proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool, *, core: bool = True
+) -> RetryDecision:
+    """Plugins first (``on_rate_limit``), then :func:`core_policy` unless ``core`` is off.
+
+    ``core=False`` is a call made without failover (a hybrid phase): its error goes back to
+    the caller, whose own attempt loop decides, once, within the request's one budget.
+    """
     decision = proxy.pm.hook.on_rate_limit(backend=backend, call=call, error=error)
     if isinstance(decision, RetryDecision):
         return decision
+    if not core:
+        return RetryDecision("surface", 0.0, f"HTTP {error.status}: left to the caller (no failover here)")
     return core_policy(proxy.settings, call, error, has_next)
 

@@ -45,9 +45,10 @@ class Attempts:
     """One request's way through its candidates; see the module docstring."""
 
     __slots__ = ("proxy", "candidates", "body", "stream", "index", "hops", "call", "started",
-                 "last_error", "count", "shortest_retry_after")
+                 "last_error", "count", "shortest_retry_after", "core_policy")
 
-    def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool) -> None:
+    def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool,
+                 core_policy: bool = True) -> None:
         self.proxy = proxy
         self.candidates = candidates
         self.body = body
@@ -59,12 +60,14 @@ class Attempts:
         self.last_error: ProxyError | None = None
         self.count = 0
         self.shortest_retry_after: float | None = None
+        #: Off for calls without failover: only plugin decisions (e.g. a connector's own retry) apply.
+        self.core_policy = core_policy
 
     @classmethod
     def start(cls, proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool,
               failover: bool = True) -> Attempts:
         candidates = expand_candidates(proxy, routes)
-        return cls(proxy, candidates if failover else candidates[:1], body, stream)
+        return cls(proxy, candidates if failover else candidates[:1], body, stream, core_policy=failover)
 
     def _has_next(self) -> bool:
         return self.index + 1 < len(self.candidates) and self.hops < self.proxy.settings.max_failover_hops
@@ -132,7 +135,7 @@ class Attempts:
             self.shortest_retry_after = error.retry_after if shortest is None else min(shortest, error.retry_after)
         if isinstance(error, BudgetExhausted):
             raise self._give_up("the total_timeout_budget ran out")
-        decision = decide(self.proxy, backend, call, error, has_next)
+        decision = decide(self.proxy, backend, call, error, has_next, core=self.core_policy)
         remaining = self.remaining()
         action, wait = decision.action, max(0.0, decision.wait)
         if action == "retry" and call.attempt >= MAX_ATTEMPTS_PER_BACKEND:

@@ -135,7 +135,9 @@ class Proxy:
         """Serve ``body`` with the backend(s) named by the selector ``model``.
 
         This is the entry point for the app and for plugins that compose backends; with
-        ``failover=False`` only the first candidate is tried (plugin retries still apply).
+        ``failover=False`` only the first candidate is tried and the core does not retry it
+        (plugin retries still apply): the error goes back to the caller, whose own attempt loop
+        decides within the request's budget.
         """
         routes = parse_chain(model)
         return await complete_with_failover(self, routes, body, stream=stream, failover=failover)
