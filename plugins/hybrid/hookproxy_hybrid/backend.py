@@ -126,10 +126,12 @@ class Phase:
             log.warning("reasoning_effort in the %s side of the hybrid model ignored: the hybrid sets it", name)
         forced = {**pick(kinds, presets, default), **params}
         body = {key: value for key, value in client_body.items() if key != PROBABILITY_OVERRIDE}
-        body.update(forced)
-        extra = body.get("extra_body")
+        # A literal ``extra_body`` (a raw JSON client writing what the SDK's extra_body= means)
+        # is merged into the top level, its keys winning; the presets are not written into it.
+        extra = body.pop("extra_body", None)
         if isinstance(extra, dict):
-            body["extra_body"] = {k: v for k, v in extra.items() if k not in EXTRA_BODY_DROP} | forced
+            body.update({k: v for k, v in extra.items() if k not in EXTRA_BODY_DROP})
+        body.update(forced)
         return cls(name, side.selector, kinds, body)
 
 
