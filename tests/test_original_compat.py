@@ -123,3 +123,37 @@ def test_an_unknown_default_backend_is_a_start_up_error_naming_the_known_ones(tm
 def test_an_unknown_default_backend_from_the_original_variable_is_refused_too(tmp_path, fake_upstream):
     path = config_with_up(tmp_path, fake_upstream)
     assert_one_line_error(hookproxy("--config", str(path), env={"LLM_BACKEND": "nope"}), "'nope'", "up")
+
+
+# --- model_defaults: per-model default parameters, the lowest precedence ------------------------
+
+DEFAULTS = {"up:m1": {"temperature": 0.2, "max_tokens": 50}, "m1": {"temperature": 0.7, "top_p": 0.5},
+            "m2": {"seed": 3}}
+
+
+def test_model_defaults_fill_only_what_the_client_did_not_send(proxy_for, fake_upstream):
+    running = proxy_for({"model_defaults": DEFAULTS})
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key=PROXY_KEY, max_retries=0)
+    client.chat.completions.create(model="m1", messages=USER)
+    sent = fake_upstream.requests_to()[-1].json
+    assert (sent["temperature"], sent["max_tokens"], sent["top_p"]) == (0.2, 50, 0.5)  # up:m1 beats m1
+    client.chat.completions.create(model="up:m1", messages=USER, temperature=0.9)
+    assert fake_upstream.requests_to()[-1].json["temperature"] == 0.9  # the client's own field wins
+    client.chat.completions.create(model="up:m1?temperature=0.3", messages=USER, temperature=0.9)
+    assert fake_upstream.requests_to()[-1].json["temperature"] == 0.3  # URI parameters win over both
+    client.chat.completions.create(model="m2", messages=USER)
+    sent = fake_upstream.requests_to()[-1].json
+    assert sent["seed"] == 3 and "temperature" not in sent
+
+
+def test_model_defaults_from_the_environment_as_json(tmp_path, fake_upstream):
+    path = config_with_up(tmp_path, fake_upstream, default_backend="up")
+    env = {**CORE_ONLY, "HOOKPROXY_MODEL_DEFAULTS": '{"m1": {"temperature": 0.4}}'}
+    with run_cli_proxy("--config", str(path), env=env) as (url, _process):
+        assert httpx.post(url + "/v1/chat/completions", json=BODY).status_code == 200
+    assert fake_upstream.requests_to()[-1].json["temperature"] == 0.4
+
+
+def test_a_model_default_for_the_stream_flag_is_refused(tmp_path, fake_upstream):
+    path = config_with_up(tmp_path, fake_upstream, model_defaults={"m1": {"stream": True}})
+    assert_one_line_error(hookproxy("--config", str(path)), "model_defaults", "'stream'")

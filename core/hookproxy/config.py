@@ -79,6 +79,16 @@ class Settings(BaseSettings):
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
 
+    @field_validator("model_defaults")
+    @classmethod
+    def _no_routing_fields(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Defaults are request parameters; the model, messages and stream flag are the client's."""
+        for model, fields in value.items():
+            for name in ("model", "messages", "stream"):
+                if name in fields:
+                    raise ValueError(f"{model}: {name!r} cannot have a default (it is the client's choice)")
+        return value
+
     @property
     def auth_enabled(self) -> bool:
         return not self.disable_auth and bool(self.api_keys)

@@ -83,7 +83,8 @@ class Attempts:
             backend = proxy.lookup(route.backend or "")
             call = self.call
             if call is None:
-                call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream)
+                body = request_body(self.body, route, proxy.settings.model_defaults, backend.id)
+                call = self.call = ChatCall(body=body, route=route, stream=self.stream)
             has_next = self._has_next()
             self.count += 1
             try:
