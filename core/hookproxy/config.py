@@ -286,6 +286,10 @@ def _describe(exc: ValidationError, where: str) -> str:
 def _instance(instance_id: str, body: Any, source: Path, default_connector: str | None) -> BackendInstance:
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: backend {instance_id!r} must be a mapping")
+    if "credentials_path" in body and isinstance(body.get("extra", {}), dict):
+        # The original's place for it, next to api_key; plugins read it from extra (theirs wins).
+        body = dict(body)
+        body["extra"] = {"credentials_path": body.pop("credentials_path"), **(body.get("extra") or {})}
     try:
         parsed = _InstanceConfig.model_validate(body)
     except ValidationError as exc:

@@ -77,3 +77,17 @@ def test_the_think_switch_setting_is_validated(qwen_config, make_proxy):
 
     with pytest.raises(ConfigError, match="enable_qwen_think_soft_switch"):
         build_proxy(qwen_config(enable_qwen_think_soft_switch="maybe"), {})
+
+
+def test_the_original_top_level_credentials_path_is_read(qwen: QwenService, fake_upstream: FakeUpstream,
+                                                         creds_path: Path, write_config: Callable[..., Path],
+                                                         make_proxy: ProxyMaker) -> None:
+    from .conftest import instance
+
+    write_creds(creds_path)
+    block = instance(fake_upstream, creds_path)
+    block["credentials_path"] = block["extra"].pop("credentials_path")  # where the original had it
+    proxy = make_proxy(write_config({"default_backend": "qwen-oauth"}, {"qwen-oauth.test": block}))
+    with proxy.client() as client:
+        response = client.post("/v1/chat/completions", json={"model": "coder-model", "messages": USER})
+    assert response.status_code == 200
