@@ -13,7 +13,7 @@ error surfaces; a 429 always carries ``Retry-After``. Every decision is one INFO
 
 Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
 attribute checks; no timer, no stream peeking here (the app still reads a stream to its first
-event before answering, see ``chat_endpoint.respond``).
+event before answering, see ``endpoint.respond``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .errors import ProxyError, UpstreamError, UpstreamTimeout
 from .streamcheck import first_output
 
 if TYPE_CHECKING:
+    from .frontend import ClientRequest
     from .proxy import Proxy
     from .routing import Route
 
@@ -44,12 +45,13 @@ LOCAL_FAILOVER_STATUSES = frozenset({401, 403, 429})
 class Attempts:
     """One request's way through its candidates; see the module docstring."""
 
-    __slots__ = ("proxy", "candidates", "body", "stream", "index", "hops", "call", "started",
+    __slots__ = ("proxy", "candidates", "body", "stream", "client", "index", "hops", "call", "started",
                  "last_error", "count", "shortest_retry_after", "core_policy")
 
     def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool,
-                 core_policy: bool = True) -> None:
+                 client: ClientRequest | None = None, core_policy: bool = True) -> None:
         self.proxy = proxy
+        self.client = client
         self.candidates = candidates
         self.body = body
         self.stream = stream
@@ -65,9 +67,9 @@ class Attempts:
 
     @classmethod
     def start(cls, proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool,
-              failover: bool = True) -> Attempts:
+              failover: bool = True, client: ClientRequest | None = None) -> Attempts:
         candidates = expand_candidates(proxy, routes)
-        return cls(proxy, candidates if failover else candidates[:1], body, stream, core_policy=failover)
+        return cls(proxy, candidates if failover else candidates[:1], body, stream, client, core_policy=failover)
 
     def _has_next(self) -> bool:
         return self.index + 1 < len(self.candidates) and self.hops < self.proxy.settings.max_failover_hops
@@ -84,7 +86,7 @@ class Attempts:
             call = self.call
             if call is None:
                 body = request_body(self.body, route, proxy.settings.model_defaults, backend.id)
-                call = self.call = ChatCall(body=body, route=route, stream=self.stream)
+                call = self.call = ChatCall(body=body, route=route, stream=self.stream, client=self.client)
             has_next = self._has_next()
             self.count += 1
             try:
@@ -121,7 +123,7 @@ class Attempts:
                 reply = await backend.handle(call, self.proxy)
                 if reply.chunks is not None and has_next:
                     reply.backend = reply.backend or backend.id
-                    reply = await first_output(reply)
+                    reply = await first_output(reply, self.proxy.stream_judge(reply.protocol))
                 return reply
         except TimeoutError:
             if scope.expired():
