@@ -53,3 +53,12 @@ def test_a_retry_keeps_the_decision_to_skip_reasoning(start, fakes, kit):
     assert response.headers["x-hookproxy-hybrid"] == "reasoning=skipped; reason=probability"
     assert fakes.minimax.requests_to() == []
     assert len(fakes.qwen.requests_to()) == 2
+
+
+def test_a_streaming_client_gets_the_retried_execution_stream(start, fakes, kit):
+    fakes.minimax.queue(kit.minimax_stream(["<think></think>"]))  # no reasoning text: nothing streamed yet
+    fakes.qwen.queue(rate_limited(), kit.answer_stream())
+    stream = sdk(start()).chat.completions.create(model=kit.SEED_SPEC, messages=kit.USER, stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "Hello world"
+    assert len(fakes.minimax.requests_to()) == 1
+    assert len(fakes.qwen.requests_to()) == 2
