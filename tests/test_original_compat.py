@@ -157,3 +157,9 @@ def test_model_defaults_from_the_environment_as_json(tmp_path, fake_upstream):
 def test_a_model_default_for_the_stream_flag_is_refused(tmp_path, fake_upstream):
     path = config_with_up(tmp_path, fake_upstream, model_defaults={"m1": {"stream": True}})
     assert_one_line_error(hookproxy("--config", str(path)), "model_defaults", "'stream'")
+
+
+def test_an_unwritable_log_file_is_a_one_line_error(tmp_path, fake_upstream):
+    path = config_with_up(tmp_path, fake_upstream)
+    missing = tmp_path / "no-such-dir" / "proxy.log"
+    assert_one_line_error(hookproxy("--config", str(path), "--log", str(missing)), str(missing), "--log")
