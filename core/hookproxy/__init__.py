@@ -35,6 +35,7 @@ from .hookspecs import hookimpl
 from .proxy import Proxy
 from .retry_after import parse_retry_after
 from .sse import DONE, SSEEvent, SSEParser, UpstreamStream, encode_comment, encode_event
+from .streamcheck import BadStream
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,7 @@ __all__ = [
     "HTTPRequest",
     "JSONAnswer",
     "AuthenticationFailed",
+    "BadStream",
     "Backend",
     "BackendInstance",
     "ChatCall",
