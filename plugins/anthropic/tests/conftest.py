@@ -12,12 +12,13 @@ from typing import Any
 import anthropic
 import pluggy
 import pytest
+import yaml
 
 import hookproxy.openai_chat
 import hookproxy.openai_compatible
 import hookproxy_anthropic
 from hookproxy.plugins import make_plugin_manager
-from hookproxy.testing import FakeUpstream, RunningProxy
+from hookproxy.testing import FakeUpstream, RunningProxy, run_cli_proxy
 from hookproxy_anthropic.testing import FakeAnthropicUpstream
 
 pytest_plugins = ["hookproxy.testing"]
@@ -60,6 +61,17 @@ def claude_up(_claude_server: FakeAnthropicUpstream) -> Iterator[FakeAnthropicUp
     _claude_server.reset()
     yield _claude_server
     _claude_server.reset()
+
+
+@pytest.fixture(scope="module")
+def cli_proxy(_fake_upstream_server: FakeUpstream, _claude_server: FakeAnthropicUpstream,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m hookproxy`` over both fakes, once per module (the fakes are reset per test);
+    every installed plugin is loaded, and retries do not wait."""
+    path = tmp_path_factory.mktemp("cli") / "config.yaml"
+    path.write_text(yaml.safe_dump(config(_fake_upstream_server, _claude_server)), encoding="utf-8")
+    with run_cli_proxy("--config", str(path), "--min-retry-wait", "0") as (url, _process):
+        yield url
 
 
 @pytest.fixture
