@@ -11,8 +11,6 @@ from typing import Any
 
 import orjson
 
-from hookproxy import encode_event
-
 #: The wire protocol name of Anthropic Messages replies (``Reply.protocol``, ``Frontend.protocol``).
 ANTHROPIC = "anthropic-messages"
 DEFAULT_VERSION = "2023-06-01"
@@ -52,8 +50,11 @@ def error_document(status: int, message: str) -> dict[str, Any]:
 
 
 def event(kind: str, data: dict[str, Any]) -> bytes:
-    """One Anthropic SSE event: ``event: <type>`` and its JSON ``data`` (which repeats the type)."""
-    return encode_event({"type": kind, **data}, event=kind)
+    """One Anthropic SSE event: ``event: <type>`` and its JSON ``data`` (which repeats the type).
+
+    Built directly (compact JSON never holds a newline, so one ``data:`` line is always right):
+    this runs for every delta of every translated stream."""
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 
 
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'

@@ -43,6 +43,8 @@ def to_chat(body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
     if body.get("stop_sequences"):
         chat["stop"] = list(body["stop_sequences"])
     tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("tools must be a list of tool definitions", param="tools")
     if tools:
         chat["tools"] = [_tool(tool, f"tools.{index}") for index, tool in enumerate(tools)]
     choice = body.get("tool_choice")

@@ -110,6 +110,8 @@ def test_server_tools_are_refused_and_custom_tools_translate():
         "name": "Bash", "description": "run", "parameters": {"type": "object", "additionalProperties": False}}}]
     with pytest.raises(InvalidRequest, match="web_search_20250305"):
         chat(tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    with pytest.raises(InvalidRequest, match="tools must be a list"):
+        chat(tools=5)
 
 
 @pytest.mark.parametrize(("choice", "expected"), [
