@@ -17,7 +17,7 @@ the arguments arrive), ``content_block_stop``; indexes 0, 1, 2 in order, never s
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -25,6 +25,10 @@ import orjson
 from hookproxy import UpstreamError, UpstreamStream, UpstreamUnreachable
 
 from .protocol import STOP_REASONS, anthropic_usage, event
+
+
+def _original(name: str, names: Mapping[str, str] | None) -> str:
+    return names.get(name, name) if names else name
 
 
 def message_id(upstream_id: Any) -> str:
@@ -54,8 +58,9 @@ def stop_reason(finish: Any, choice: dict[str, Any], stops: list[str], has_tools
     return STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn", None
 
 
-def render_message(body: bytes, model: str, stops: list[str]) -> dict[str, Any]:
-    """A ``chat.completion`` as an Anthropic ``message``."""
+def render_message(body: bytes, model: str, stops: list[str], names: Mapping[str, str] | None = None
+                   ) -> dict[str, Any]:
+    """A ``chat.completion`` as an Anthropic ``message``; ``names`` restores shortened tool names."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -77,7 +82,8 @@ def render_message(body: bytes, model: str, stops: list[str]) -> dict[str, Any]:
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
-                        "name": function.get("name", ""), "input": tool_input(function.get("arguments"))})
+                        "name": _original(function.get("name") or "", names),
+                        "input": tool_input(function.get("arguments"))})
     finish = choice.get("finish_reason")
     has_tools = any(block["type"] == "tool_use" for block in content)
     if not content and finish != "length":
@@ -91,9 +97,10 @@ def render_message(body: bytes, model: str, stops: list[str]) -> dict[str, Any]:
 class StreamRenderer:
     """Turns canonical chunks into Anthropic events, one chunk at a time (see the module doc)."""
 
-    def __init__(self, model: str, stops: list[str]) -> None:
+    def __init__(self, model: str, stops: list[str], names: Mapping[str, str] | None = None) -> None:
         self.model = model
         self.stops = stops
+        self.names = names
         self.started = False
         self.index = -1
         self.kind: str | None = None  # "thinking", "text", or "tool:<n>" for the open block
@@ -146,7 +153,7 @@ class StreamRenderer:
         if position not in self.tools_seen:
             self.tools_seen.add(position)
             block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
-                     "name": function.get("name") or "", "input": {}}
+                                     "name": _original(function.get("name") or "", self.names), "input": {}}
             out += self._open(kind, block)
         elif self.kind != kind:
             raise UpstreamError(f"the backend sent arguments for tool call {position} after a later block began; "
@@ -189,10 +196,11 @@ class StreamRenderer:
         return out
 
 
-async def render_events(chunks: AsyncIterator[bytes], model: str, stops: list[str]) -> AsyncIterator[bytes]:
+async def render_events(chunks: AsyncIterator[bytes], model: str, stops: list[str],
+                        names: Mapping[str, str] | None = None) -> AsyncIterator[bytes]:
     """Canonical chunk SSE bytes as Anthropic events (errors raise: the relay ends with one
     ``event: error``)."""
-    renderer = StreamRenderer(model, stops)
+    renderer = StreamRenderer(model, stops, names)
     async for item in UpstreamStream(chunks).events():
         if item.data is None:
             continue  # upstream keep-alive comments

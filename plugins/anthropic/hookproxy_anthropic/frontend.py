@@ -32,6 +32,7 @@ from .from_chat import render_events, render_message
 from .protocol import ANTHROPIC, PING, client_status, error_document, event, loads
 from .to_chat import to_chat
 from .tokens import count_tokens
+from .toolnames import shorten
 
 #: Request headers a native Anthropic backend receives as the client sent them.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
@@ -66,7 +67,7 @@ class MessagesFrontend(Frontend):
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         stops = [stop for stop in body.get("stop_sequences") or [] if isinstance(stop, str)]
         return ClientRequest(self.name, ANTHROPIC, model, stream, chat, native=body, headers=headers,
-                             state={"stops": stops})
+                             state={"stops": stops, "tool_names": shorten(chat)})
 
     def _only_native(self, model: str) -> bool:
         """Whether every backend the selector may reach speaks Anthropic itself (then a block that
@@ -78,10 +79,12 @@ class MessagesFrontend(Frontend):
         return all(isinstance(backend, AnthropicBackend) for backend, _route in candidates)
 
     def render_body(self, body: bytes, client: ClientRequest) -> bytes:
-        return orjson.dumps(render_message(body, client.model, client.state.get("stops", [])))
+        state = client.state
+        return orjson.dumps(render_message(body, client.model, state.get("stops", []), state.get("tool_names")))
 
     def render_stream(self, chunks: AsyncIterator[bytes], client: ClientRequest) -> AsyncIterator[bytes]:
-        return render_events(chunks, client.model, client.state.get("stops", []))
+        state = client.state
+        return render_events(chunks, client.model, state.get("stops", []), state.get("tool_names"))
 
     def error_status(self, error: ProxyError) -> int:
         return client_status(error.status)

@@ -187,3 +187,10 @@ def test_a_late_fragment_for_a_closed_tool_block_is_an_error_not_lost_input():
               chunk({"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]})]
     with pytest.raises(UpstreamError, match="tool call 0"):
         events(chunks)
+
+
+def test_shortened_tool_names_are_restored_in_a_message():
+    calls = [{"id": "c", "type": "function", "function": {"name": "short_1234abcd", "arguments": "{}"}}]
+    body = orjson.dumps(message(content=None, tool_calls=calls))
+    reply = render_message(body, "m", [], {"short_1234abcd": "a" * 80})
+    assert reply["content"][0]["name"] == "a" * 80

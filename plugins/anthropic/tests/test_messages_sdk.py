@@ -163,3 +163,28 @@ def test_models_in_anthropic_shape_with_anthropic_version_and_a_public_warm_up(c
     openai_list = httpx.get(proxy_url + "/v1/models", headers={"authorization": f"Bearer {KEY}"}).json()
     assert openai_list["object"] == "list"
     assert httpx.head(proxy_url + "/").status_code == 200
+
+
+def test_tool_names_over_64_characters_are_shortened_upstream_and_restored(client, fake_upstream):
+    long_name = "mcp__a_very_long_server_name_for_testing__and_an_even_longer_tool_name_here"
+    assert len(long_name) > 64
+    tools = [{"name": long_name, "input_schema": {"type": "object"}}]
+    history = [*USER, {"role": "assistant", "content": [{"type": "tool_use", "id": "t0", "name": long_name,
+                                                         "input": {}}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t0", "content": "done"}]}]
+
+    def answer(request):
+        short = request.json["tools"][0]["function"]["name"]
+        call = {"index": 0, "id": "call_9", "type": "function", "function": {"name": short, "arguments": "{}"}}
+        return Canned(sse=[chunk({"tool_calls": [call]}), chunk({}, "tool_calls")])
+
+    fake_upstream.handler = answer
+    with client.messages.stream(model="gpt-fake", max_tokens=64, messages=history, tools=tools,
+                                tool_choice={"type": "tool", "name": long_name}) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].name == long_name
+    sent_body = sent(fake_upstream)
+    short = sent_body["tools"][0]["function"]["name"]
+    assert len(short) == 64 and short.startswith(long_name[:55])
+    assert sent_body["tool_choice"]["function"]["name"] == short
+    assert sent_body["messages"][1]["tool_calls"][0]["function"]["name"] == short
