@@ -9,6 +9,7 @@ rest; a stream that already sent bytes ends with one error event instead (``stre
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -45,6 +46,7 @@ class Authenticator:
 
     def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
         self._keys = [key.encode() for key in keys]
+        self._ids = [key_id(key) for key in keys]
         self.guard = guard if guard is not None else BruteForceGuard()
 
     @property
@@ -63,10 +65,12 @@ class Authenticator:
             supplied = authorization[7:].strip()
         if supplied is not None:
             candidate = supplied.encode()
-            matched = False
-            for key in self._keys:
-                matched |= hmac.compare_digest(candidate, key)
-            if matched:
+            matched = -1
+            for index, key in enumerate(self._keys):  # every key is compared: no early exit to time
+                if hmac.compare_digest(candidate, key):
+                    matched = index
+            if matched >= 0:
+                head.key_id = self._ids[matched]
                 if guard.active:
                     guard.success(head.client)
                 return
@@ -75,6 +79,14 @@ class Authenticator:
             "invalid or missing proxy API key: send 'Authorization: Bearer <key>' with a key from auth.api_keys, "
             "HOOKPROXY_API_KEYS or --api-key"
         )
+
+
+def key_id(key: str) -> str:
+    """A proxy key's name in usage reports and events: ``key-`` and 8 hex digits of its SHA-256.
+
+    Stable across restarts and key order, and useless for guessing the key itself.
+    """
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def _check(auth: Authenticator, request: Request) -> None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from .config import LOG_LEVELS, default_config_path
 from .errors import ConfigError
 from .factory import build_proxy
+from .observe import RequestIdFilter
 from .plugins import list_plugins, make_plugin_manager, settings_models
 from .proxy import Proxy
 
@@ -58,6 +59,11 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=float if "hops" not in flag else int, help=help_text)
     group.add_argument("--shutdown-grace-period", type=float, metavar="SECONDS",
                        help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
+    watch = parser.add_argument_group("observability")
+    watch.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")
+    watch.add_argument("--access-log", choices=("off", "text", "json"),
+                       help="one log line per request on hookproxy.access (default off)")
 
 
 def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[BaseModel]]]) -> None:
@@ -116,6 +122,14 @@ def _describe_backends(proxy: Proxy) -> list[str]:
     return lines
 
 
+def configure_logging(level: str) -> None:
+    """Log lines carry the id of the request they are about (``-`` outside a request)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
     try:
         pm = make_plugin_manager()
@@ -138,7 +152,7 @@ def serve(argv: Sequence[str]) -> None:
 
     proxy, _values = _load(argv)
     settings = proxy.settings
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     if not settings.auth_enabled and not _is_loopback(settings.host):
         why = "auth is disabled" if settings.disable_auth else "no API key is configured"
         _fail(

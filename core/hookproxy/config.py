@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     stream_max_lifetime: float = Field(900.0, gt=0)
     shutdown_grace_period: float = Field(30.0, ge=0)
     failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
+    # observability; YAML block ``observability:``
+    metrics: bool = True
+    access_log: Literal["off", "text", "json"] = "off"
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
 
@@ -93,6 +96,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "stream_max_lifetime",
         "shutdown_grace_period",
     ),
+    "observability": ("metrics", "access_log"),
 }
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
              "max_body_bytes", "backends", "failover_routes", *SECTIONS}

@@ -22,6 +22,7 @@ from .dispatch import expand_candidates
 from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .frontend import Frontend
+from .observe import REQUEST_ID_HEADER, Observers
 from .plugins import await_all
 from .routing import Route, parse_chain
 from .sse import UpstreamStream
@@ -60,6 +61,7 @@ class Proxy:
         self.aliases: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
         self._resolve_backends(config.instances)
+        self.observers = Observers(pm, self)
         self.frontends: list[Frontend] = []
         self._judges: dict[str, Judge] = {}
         self.pm.hook.register_frontends(register=self._register_frontend, proxy=self)
@@ -215,6 +217,8 @@ class Proxy:
             "accept-encoding": "identity",
             LOOP_GUARD_HEADER: "1",
         }
+        if call.request_id:
+            headers[REQUEST_ID_HEADER] = call.request_id
         headers.update(backend.request_headers(call))
         return UpstreamRequest(
             method="POST",
