@@ -58,7 +58,7 @@ def test_a_busy_port_is_one_line_and_exit_2(tmp_path):
 def test_an_unknown_connector_stops_the_start(tmp_path):
     path = write_config(tmp_path, {"backends": {"x": {"connector": "opanai-compatible", "api_url": "http://a/v1"}}})
     result = run_hookproxy("--config", str(path))
-    assert_one_line_error(result, "'opanai-compatible'", "use one of: demo, openai-compatible")
+    assert_one_line_error(result, "'opanai-compatible'", "use one of: ", "demo, openai-compatible")
     assert "openai-chat" not in result.stderr  # a front end, not a connector
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import FastAPI, Request
@@ -37,8 +38,20 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
+def query_api_key(query_string: bytes) -> str | None:
+    """The ``api_key`` query parameter (Gemini clients send the key that way), else ``None``.
+
+    Parsed only when no header carried a key; the value is never logged.
+    """
+    if b"api_key=" not in query_string:
+        return None
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("api_key")
+    return values[-1] if values else None
+
+
 class Authenticator:
-    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time.
+    """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
+    ``x-goog-api-key`` or the ``api_key`` query parameter.
 
     Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`; its
     table is empty until a bad key arrives, so good traffic pays one truth test.
@@ -63,6 +76,8 @@ class Authenticator:
         authorization = head.authorization
         if supplied is None and authorization and authorization.startswith("Bearer "):
             supplied = authorization[7:].strip()
+        if supplied is None and head.query_string:
+            supplied = query_api_key(head.query_string)
         if supplied is not None:
             candidate = supplied.encode()
             matched = -1
@@ -76,8 +91,8 @@ class Authenticator:
                 return
         guard.failure(head.client)
         raise AuthenticationFailed(
-            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' with a key from auth.api_keys, "
-            "HOOKPROXY_API_KEYS or --api-key"
+            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
+            "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
         )
 
 

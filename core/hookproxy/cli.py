@@ -13,7 +13,7 @@ import math
 import os
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +25,7 @@ from .config import DEFAULT_CONFIG, LOG_LEVELS, Settings, default_config_path
 from .errors import ConfigError
 from .factory import build_proxy
 from .observe import RequestIdFilter
+from .original_names import check_static_route
 from .plugins import list_plugins, make_plugin_manager, settings_models
 from .proxy import Proxy
 
@@ -43,11 +44,16 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port to listen on (default 8000)")
     add("--default-backend", "--backend", dest="default_backend", metavar="NAME",
         help="backend (or selector such as a:m1|b:m2) for models given without a backend: prefix")
-    add("--force-model", metavar="MODEL", help="replace every request's model with MODEL ([backend:]model)")
+    forced = parser.add_mutually_exclusive_group()
+    forced.add_argument("--force-model", metavar="MODEL",
+                        help="replace every request's model with MODEL ([backend:]model)")
+    forced.add_argument("--static-route", dest="force_model", metavar="BACKEND:MODEL", type=_static_route,
+                        help="the original proxy's name for --force-model, strictly BACKEND:MODEL")
     add("--api-key", dest="api_keys", action="append", metavar="KEY",
         help="a proxy API key clients must send (repeatable; also HOOKPROXY_API_KEYS, auth.api_keys)")
     add("--disable-auth", action="store_true", default=None, help="accept requests without a key (loopback only)")
     add("--log-level", choices=LOG_LEVELS, type=str.upper, help="log level, any case (default INFO)")
+    add("--log", dest="log_file", metavar="FILE", help="also append the log to FILE")
     add("--timeout", type=float, metavar="SECONDS", help="upstream timeout (default 120)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted request body (default 10 MiB)")
     group = parser.add_argument_group("failure handling")
@@ -68,6 +74,13 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
                        help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")
     watch.add_argument("--access-log", choices=("off", "text", "json"),
                        help="one log line per request on hookproxy.access (default off)")
+
+
+def _static_route(value: str) -> str:
+    try:
+        return check_static_route(value, "--static-route")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("--static-route ")) from None
 
 
 def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[BaseModel]]]) -> None:
@@ -95,7 +108,8 @@ MAIN_DESCRIPTION = (
 def build_parser(
     pm: pluggy.PluginManager, prog: str = "hookproxy", description: str = MAIN_DESCRIPTION
 ) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description)
+    # allow_abbrev=False: `--log x` must not become `--log-level x`; every flag is spelled out.
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _core_flags(parser)
     _plugin_flags(parser, settings_models(pm))
@@ -145,14 +159,6 @@ def _describe_backends(proxy: Proxy, *, everything: bool = True) -> list[str]:
     return lines
 
 
-def configure_logging(level: str) -> None:
-    """Log lines carry the id of the request they are about (``-`` outside a request)."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-
-
 def _load(
     argv: Sequence[str], prog: str = "hookproxy", description: str = MAIN_DESCRIPTION
 ) -> tuple[Proxy, dict[str, Any]]:
@@ -164,7 +170,7 @@ def _load(
     values = {key: value for key, value in vars(args).items()
               if value is not None and key != "config"}
     try:
-        proxy = build_proxy(default_config_path(args.config), values, pm=pm)
+        proxy = build_proxy(default_config_path(args.config or config_from_env(os.environ)), values, pm=pm)
     except ConfigError as exc:
         _fail(exc.message)
     return proxy, values
@@ -199,6 +205,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def config_from_env(env: Mapping[str, str]) -> str | None:
+    """``HOOKPROXY_CONFIG``, else the original proxy's ``CONFIG_FILE``."""
+    return env.get("HOOKPROXY_CONFIG") or env.get("CONFIG_FILE") or None
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    """Log to stderr and, with ``--log FILE``, append to FILE as well."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as exc:
+            _fail(f"cannot open log file {log_file}: {exc.strerror}; pass --log with a writable path")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    for handler in handlers:  # log lines carry the id of the request they are about (- outside one)
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=handlers)
+
+
 def serve(argv: Sequence[str]) -> None:
     import uvicorn
 
@@ -206,7 +232,9 @@ def serve(argv: Sequence[str]) -> None:
 
     proxy, _values = _load(argv)
     settings = proxy.settings
-    configure_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_file)
+    if proxy.config.original_env_line:
+        logging.getLogger("hookproxy.config").info("%s", proxy.config.original_env_line)
     refusal = public_host_refusal(settings)
     if refusal:
         _fail(refusal)
@@ -216,7 +244,9 @@ def serve(argv: Sequence[str]) -> None:
         _fail(exc.message)
     port = sock.getsockname()[1]
     url = f"http://{settings.host}:{port}/v1"
-    print(f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})", flush=True)
+    banner = f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})"
+    print(banner, flush=True)
+    logging.getLogger("hookproxy").info("%s", banner)  # so a --log file shows each start
     print(config_source_line(proxy), flush=True)
     print("\n".join(_describe_backends(proxy, everything=False)) or "  no backends configured", flush=True)
     config = uvicorn.Config(

@@ -81,7 +81,7 @@ class RequestHead:
     """The few request headers the proxy reads, found in one pass over the raw ASGI list."""
 
     __slots__ = ("scope", "authorization", "api_key", "content_length", "loop_guard", "client", "request_id",
-                 "key_id")
+                 "key_id", "query_string")
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
@@ -95,7 +95,7 @@ class RequestHead:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 self.authorization = value.decode("latin-1")
-            elif name == b"x-api-key":
+            elif name == b"x-api-key" or name == b"x-goog-api-key":  # Gemini clients send the latter
                 self.api_key = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 self.content_length = int(value)
@@ -105,6 +105,8 @@ class RequestHead:
                 self.request_id = value.decode("latin-1")
         client = scope.get("client")
         self.client: str = client[0] if client else "unknown"
+        #: Raw, undecoded: only the key check reads it (``?api_key=``), and it is never logged.
+        self.query_string: bytes = scope.get("query_string", b"")
 
 
 class FrontendMiddleware:

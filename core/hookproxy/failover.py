@@ -48,10 +48,10 @@ class Attempts:
     """One request's way through its candidates; see the module docstring."""
 
     __slots__ = ("proxy", "candidates", "body", "stream", "client", "trace", "index", "hops", "call", "started",
-                 "last_error", "count", "shortest_retry_after")
+                 "last_error", "count", "shortest_retry_after", "core_policy")
 
     def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool,
-                 client: ClientRequest | None = None, trace: Trace | None = None) -> None:
+                 client: ClientRequest | None = None, trace: Trace | None = None, core_policy: bool = True) -> None:
         self.proxy = proxy
         self.client = client
         self.trace = trace
@@ -65,12 +65,15 @@ class Attempts:
         self.last_error: ProxyError | None = None
         self.count = 0
         self.shortest_retry_after: float | None = None
+        #: Off for calls without failover: only plugin decisions (e.g. a connector's own retry) apply.
+        self.core_policy = core_policy
 
     @classmethod
     def start(cls, proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool,
               failover: bool = True, client: ClientRequest | None = None, trace: Trace | None = None) -> Attempts:
         candidates = expand_candidates(proxy, routes)
-        return cls(proxy, candidates if failover else candidates[:1], body, stream, client, trace)
+        return cls(proxy, candidates if failover else candidates[:1], body, stream, client, trace,
+                   core_policy=failover)
 
     def _has_next(self) -> bool:
         return self.index + 1 < len(self.candidates) and self.hops < self.proxy.settings.max_failover_hops
@@ -86,8 +89,9 @@ class Attempts:
             backend = proxy.lookup(route.backend or "")
             call = self.call
             if call is None:
-                call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream,
-                                             request_id=self.trace.request_id if self.trace else "", client=self.client)
+                body = request_body(self.body, route, proxy.settings.model_defaults, backend.id)
+                call = self.call = ChatCall(body=body, route=route, stream=self.stream, client=self.client,
+                                             request_id=self.trace.request_id if self.trace else "")
             has_next = self._has_next()
             self.count += 1
             attempt = call.attempt
@@ -165,7 +169,7 @@ class Attempts:
             self.shortest_retry_after = error.retry_after if shortest is None else min(shortest, error.retry_after)
         if isinstance(error, BudgetExhausted):
             raise self._give_up("the total_timeout_budget ran out")
-        decision = decide(self.proxy, backend, call, error, has_next)
+        decision = decide(self.proxy, backend, call, error, has_next, core=self.core_policy)
         remaining = self.remaining()
         action, wait = decision.action, max(0.0, decision.wait)
         if action == "retry" and call.attempt >= MAX_ATTEMPTS_PER_BACKEND:

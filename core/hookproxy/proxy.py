@@ -183,8 +183,9 @@ class Proxy:
         """Serve the canonical ``body`` with the backend(s) named by the selector ``model``.
 
         This is the entry point for plugins that compose backends (the hybrid); with
-        ``failover=False`` only the first candidate is tried (plugin retries still apply). The
-        reply is canonical (OpenAI chat completions).
+        ``failover=False`` only the first candidate is tried and the core does not retry it
+        (plugin retries still apply): the error goes back to the caller, whose own attempt loop
+        decides within the request's budget. The reply is canonical (OpenAI chat completions).
         """
         routes = parse_chain(model)
         return await complete_with_failover(self, routes, body, stream=stream, failover=failover)

@@ -26,6 +26,7 @@ from hookproxy import (
 
 from .credentials import default_path
 from .oauth import TokenManager
+from .payload import add_think_switch, clean_payload
 from .ratelimit import Backoff
 from .settings import DEFAULT_API_BASE, GATE_FLAG, GATE_KEY, QwenOAuthExtra, QwenOAuthSettings
 
@@ -133,7 +134,7 @@ class QwenOAuthBackend(HTTPBackend):
     # --- per request --------------------------------------------------------------------------
 
     async def prepare(self, call: ChatCall, request: UpstreamRequest) -> None:
-        """Backoff, token (refreshed when needed), URL, headers and ``include_usage``."""
+        """Backoff, token (refreshed when needed), URL, headers, the cleaned body and ``include_usage``."""
         state = call.state.setdefault(STATE_KEY, {})
         if not state.get("rate_limit_retried"):
             remaining = self.backoff.remaining()
@@ -154,6 +155,10 @@ class QwenOAuthBackend(HTTPBackend):
             }
         )
         request.headers.update({key.lower(): value for key, value in self.extra.headers.items()})
+        payload = clean_payload(request.json)
+        if self.extra.enable_qwen_think_soft_switch:
+            add_think_switch(payload)
         if call.stream:
-            options = request.json.get("stream_options")
-            request.json["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            options = payload.get("stream_options")
+            payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        request.json = payload
