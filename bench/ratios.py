@@ -51,27 +51,32 @@ def main() -> None:
     print("| target | figure | per-repeat ratios | median ratio | median figure | yardstick median |")
     print("|---|---|---|---|---|---|")
     for label in labels:
-        for name, scenario, conc, field, limit in FIGURES:
-            ratios, mine, theirs = [], [], []
-            for run in runs:
-                own = value.get((label, run, scenario, conc, field))
-                other = value.get((args.yardstick, run, scenario, conc, field))
-                if own is None or other is None:
-                    continue
-                if field == "p50_ms":  # added latency: minus the floor of the same repeat
-                    floor = value.get((args.baseline, run, scenario, conc, field), 0.0)
-                    own, other = own - floor, other - floor
-                mine.append(own)
-                theirs.append(other)
-                ratios.append(own / other if other else float("nan"))
-            if not ratios:
+        print_target(label, runs, value, peak, args.yardstick, args.baseline)
+
+
+def print_target(label: str, runs: list[str], value: dict[tuple[str, str, str, int, str], float],
+                 peak: dict[str, list[float]], yardstick: str, baseline: str) -> None:
+    for name, scenario, conc, field, limit in FIGURES:
+        ratios, mine, theirs = [], [], []
+        for run in runs:
+            own = value.get((label, run, scenario, conc, field))
+            other = value.get((yardstick, run, scenario, conc, field))
+            if own is None or other is None:
                 continue
-            shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
-            print(f"| {label} | {name} | {shown} | **{statistics.median(ratios):.2f}** (≤ {limit}) | "
-                  f"{statistics.median(mine):.3g} | {statistics.median(theirs):.3g} |")
-        if peak.get(label):
-            print(f"| {label} | peak RSS MiB | | | {statistics.median(peak[label]):.1f} (< 80) | "
-                  f"{statistics.median(peak[args.yardstick]) if peak.get(args.yardstick) else float('nan'):.1f} |")
+            if field == "p50_ms":  # added latency: minus the floor of the same repeat
+                floor = value.get((baseline, run, scenario, conc, field), 0.0)
+                own, other = own - floor, other - floor
+            mine.append(own)
+            theirs.append(other)
+            ratios.append(own / other if other else float("nan"))
+        if not ratios:
+            continue
+        shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        print(f"| {label} | {name} | {shown} | **{statistics.median(ratios):.2f}** (≤ {limit}) | "
+              f"{statistics.median(mine):.3g} | {statistics.median(theirs):.3g} |")
+    if peak.get(label):
+        theirs_peak = statistics.median(peak[yardstick]) if peak.get(yardstick) else float("nan")
+        print(f"| {label} | peak RSS MiB | | | {statistics.median(peak[label]):.1f} (< 80) | {theirs_peak:.1f} |")
 
 
 if __name__ == "__main__":
