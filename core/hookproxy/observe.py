@@ -18,6 +18,7 @@ import contextvars
 import functools
 import logging
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -33,13 +34,17 @@ log = logging.getLogger("hookproxy.observe")
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("hookproxy_request_id", default="-")
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+#: Request ids only need to be unique, not unguessable: a seeded PRNG instead of a getrandom
+#: system call per request (2.6% of the CPU per request in the bench profile).
+_ids = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(16)))  # forked workers: distinct ids
 
 
 def new_request_id(supplied: str | None = None) -> str:
     """The client's ``x-request-id`` when it is a short token of safe characters, else a new one."""
     if supplied is not None and _VALID_REQUEST_ID.fullmatch(supplied):
         return supplied
-    return os.urandom(8).hex()
+    return f"{_ids.getrandbits(64):016x}"
 
 
 class RequestIdFilter(logging.Filter):
