@@ -4,6 +4,8 @@
 #   bench/profile.sh                          # nonstream c=64 and stream c=1 (50 chunks, 0 ms)
 #   SCENARIOS="nonstream64 stream1 stream64paced" SECONDS_PER=12 bench/profile.sh
 #   HOOKPROXY_REF=worktree bench/profile.sh   # the working tree instead of a HEAD snapshot
+#   HOOKPROXY_CONFIG=bench/config-messages/config.yaml MODEL=fake-anthropic:fake LOAD_ARGS="--api messages" \
+#     bench/profile.sh                        # the Anthropic front end (here: relayed to an anthropic backend)
 #
 # Needs bench/run.sh (or setup.sh) to have built .venv-bench; installs py-spy into it.
 # Output: bench/results/profile-<timestamp>/<scenario>.{collapsed.txt,summary.txt,load.txt}
@@ -21,6 +23,8 @@ HOOKPROXY_REF=${HOOKPROXY_REF:-HEAD}
 HOOKPROXY_PY=${HOOKPROXY_PY:-$REPO/.venv/bin/python}
 CONFIG=${HOOKPROXY_CONFIG:-$HERE/config/config.yaml}
 SCENARIOS=${SCENARIOS:-"nonstream64 stream1"}
+MODEL=${MODEL:-fake}
+LOAD_ARGS=${LOAD_ARGS:-}
 SECONDS_PER=${SECONDS_PER:-10}
 RATE=${RATE:-250}
 BENCH_PY=$HERE/.venv-bench/bin/python
@@ -69,7 +73,7 @@ for sc in $SCENARIOS; do
     *) echo "unknown scenario $sc"; continue ;;
   esac
   echo "== $sc"
-  taskset -c "$LOADGEN_CPUS" "$BENCH_PY" load.py --base-url "http://127.0.0.1:$HOOKPROXY_PORT" --model fake \
+  taskset -c "$LOADGEN_CPUS" "$BENCH_PY" load.py --base-url "http://127.0.0.1:$HOOKPROXY_PORT" --model "$MODEL" $LOAD_ARGS \
       --api-key sk-bench --label "profile-$sc" --max-seconds $((SECONDS_PER + 6)) --requests 10000000 \
       --stream-requests 10000000 --proxy-pid "$HP" --upstream-admin "$UPSTREAM_URL" "${args[@]}" \
       >"$OUT/$sc.load.txt" 2>&1 &
