@@ -156,7 +156,8 @@ class FrontendMiddleware:
         if head.loop_guard:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
         body = await read_json(receive, head, settings.max_body_bytes)
-        client = frontend.parse(HTTPRequest(scope, body))
+        parsed = frontend.parse(HTTPRequest(scope, body))
+        client = parsed if isinstance(parsed, ClientRequest) else await parsed
         attempts = Attempts.start(proxy, parse_chain(settings.force_model or client.model), client.body,
                                   stream=client.stream, client=client)
         step = await attempts.next()
