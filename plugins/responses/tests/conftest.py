@@ -42,14 +42,20 @@ def usage_chunk(prompt: int, completion: int, *, cached: int = 0, reasoning: int
                                      "completion_tokens_details": {"reasoning_tokens": reasoning}}}
 
 
+def start_cli_proxy(folder: Path, config: dict[str, Any], *flags: str) -> AbstractContextManager[tuple[str, Any]]:
+    """hookproxy from its CLI with this YAML (auth on, key PROXY_KEY); yields (url, process)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump({"auth": {"api_keys": [PROXY_KEY]}, **config}), encoding="utf-8")
+    return run_cli_proxy("--config", str(path), *flags)
+
+
 @pytest.fixture
 def cli_proxy(tmp_path: Path) -> Callable[..., AbstractContextManager[tuple[str, Any]]]:
-    """``cli_proxy(config, *flags)``: hookproxy from its CLI with this YAML (auth on, key PROXY_KEY)."""
+    """``cli_proxy(config, *flags)``: see :func:`start_cli_proxy`."""
 
     def start(config: dict[str, Any], *flags: str) -> AbstractContextManager[tuple[str, Any]]:
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump({"auth": {"api_keys": [PROXY_KEY]}, **config}), encoding="utf-8")
-        return run_cli_proxy("--config", str(path), *flags)
+        return start_cli_proxy(tmp_path / "proxy", config, *flags)
 
     return start
 
@@ -58,10 +64,12 @@ def backend(upstream: FakeUpstream, **extra: Any) -> dict[str, Any]:
     return {"connector": "openai-compatible", "api_url": upstream.url, "api_key": "sk-upstream", **extra}
 
 
-@pytest.fixture
-def proxy_url(fake_upstream: FakeUpstream, cli_proxy: Callable[..., Any]) -> Iterator[str]:
-    """hookproxy (CLI) whose default backend ``up`` is the fake upstream."""
-    with cli_proxy({"default_backend": "up", "backends": {"up": backend(fake_upstream)}}) as (url, _process):
+@pytest.fixture(scope="module")
+def proxy_url(_fake_upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """hookproxy (CLI) whose default backend ``up`` is the session's fake upstream (use the
+    ``fake_upstream`` fixture in a test to reset and script it); one process per test module."""
+    config = {"default_backend": "up", "backends": {"up": backend(_fake_upstream_server)}}
+    with start_cli_proxy(tmp_path_factory.mktemp("proxy"), config) as (url, _process):
         yield url
 
 

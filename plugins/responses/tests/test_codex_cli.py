@@ -60,7 +60,8 @@ def codex_binary() -> Path:
     return path
 
 
-def run_codex(url: str, home: Path, workdir: Path, prompt: str, model: str = "fake-model") -> subprocess.CompletedProcess[str]:
+def run_codex(url: str, home: Path, workdir: Path, prompt: str,
+              model: str = "fake-model") -> subprocess.CompletedProcess[str]:
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(CONFIG.format(model=model, url=url), encoding="utf-8")
