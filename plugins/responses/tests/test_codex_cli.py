@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hookproxy.testing import Canned, FakeUpstream, RecordedRequest, content_stream
+from hookproxy.testing import Canned, FakeUpstream, RecordedRequest, chunk, content_stream
 
 pytestmark = pytest.mark.agents
 
@@ -110,7 +110,9 @@ def test_codex_runs_a_shell_command_and_reads_its_output(codex, fake_upstream, k
         last = last_message(request)
         if last["role"] == "tool":
             return Canned(sse=content_stream([f"The command printed: {last['content'].strip().splitlines()[-1]}"]))
-        return kit.tool_call_stream(("call_shell", "exec_command", ['{"cmd": "echo hookproxy-', '$((6*7))"}']))
+        plan = chunk({"role": "assistant", "content": None, "reasoning_content": "I should run echo."})
+        call = kit.tool_call_stream(("call_shell", "exec_command", ['{"cmd": "echo hookproxy-', '$((6*7))"}']))
+        return Canned(sse=[plan, *(call.sse or [])])
 
     fake_upstream.handler = model
     result, _ = codex("Run the command")
@@ -122,7 +124,17 @@ def test_codex_runs_a_shell_command_and_reads_its_output(codex, fake_upstream, k
     output = echoed[echoed.index(calls[-1]) + 1]
     assert output["role"] == "tool" and output["tool_call_id"] == "call_shell" and isinstance(output["content"], str)
     assert "hookproxy-42" in output["content"]
+    assert calls[-1]["reasoning_content"] == "I should run echo."  # codex echoed the reasoning item back
     assert "hookproxy-42" in result.stdout
+
+
+def test_codex_retries_a_stream_that_failed_midway(codex, fake_upstream):
+    fake_upstream.queue(Canned(sse=[chunk({"role": "assistant", "content": "Half an ans"})], done=False,
+                               reset_after=1),
+                        Canned(sse=content_stream(["Recovered."])))
+    result, _ = codex("Say something")
+    assert len(fake_upstream.requests_to()) == 2  # response.failed (server_error) made codex try again
+    assert result.stdout.strip().endswith("Recovered.")
 
 
 def test_codex_applies_a_freeform_patch(codex, fake_upstream, kit):
