@@ -141,9 +141,9 @@ class StreamTranslator:
         calls = delta.get("tool_calls")
         if isinstance(calls, list) and calls:
             out += self.close_reasoning() + self.close_text()
-            for position, call in enumerate(calls):
+            for call in calls:
                 if isinstance(call, dict):
-                    out += self.call_delta(call, position)
+                    out += self.call_delta(call)
         return out
 
     # --- items -------------------------------------------------------------------------------
@@ -213,9 +213,22 @@ class StreamTranslator:
                 + self._finished(item, {"id": item.id, "type": "message", "role": "assistant",
                                         "status": "completed", "content": [part]}))
 
-    def call_delta(self, call: dict[str, Any], position: int) -> bytes:
-        index = call.get("index", position)
-        index = index if isinstance(index, int) else position
+    def _call_index(self, call: dict[str, Any]) -> int:
+        """Which call a delta continues. Some backends omit ``index``: a new ``id`` is then a new
+        call, and a delta without one continues the last call."""
+        index = call.get("index")
+        if isinstance(index, int):
+            return index
+        call_id = call.get("id")
+        for known, item in self.calls.items():
+            if call_id and item.call_id == call_id:
+                return known
+        if call_id or not self.calls:
+            return max(self.calls, default=-1) + 1
+        return max(self.calls)
+
+    def call_delta(self, call: dict[str, Any]) -> bytes:
+        index = self._call_index(call)
         function: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
         item = self.calls.get(index)
         if item is None:

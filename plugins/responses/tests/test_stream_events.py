@@ -232,3 +232,14 @@ def test_error_event_is_response_failed_with_the_codes_clients_act_on():
     assert later[0]["response"]["error"]["code"] == "context_length_exceeded"
     server = events_of(frontend.error_event(UpstreamError("boom", status=502), client))
     assert server[0]["response"]["error"] == {"code": "server_error", "message": "boom"}
+
+
+def test_calls_without_an_index_are_told_apart_by_their_ids():
+    events = asyncio.run(render(sse(
+        chunk({"tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "read", "arguments": "{}"}}]}),
+        chunk({"tool_calls": [{"id": "call_b", "type": "function", "function": {"name": "read", "arguments": '{"'}}]}),
+        chunk({"tool_calls": [{"function": {"arguments": 'x": 1}'}}]}),
+        chunk({}, "tool_calls"))))
+    check_grammar(events)
+    output = events[-1]["response"]["output"]
+    assert [(item["call_id"], item["arguments"]) for item in output] == [("call_a", "{}"), ("call_b", '{"x": 1}')]
