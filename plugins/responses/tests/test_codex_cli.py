@@ -78,15 +78,16 @@ def last_message(request: RecordedRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def codex(fake_upstream: FakeUpstream, cli_proxy: Any, tmp_path: Path) -> Any:
-    """``codex(prompt, model=...)``: run codex exec through a CLI-started hookproxy; the result."""
-    config = {"default_backend": "up",
-              "backends": {"up": {"connector": "openai-compatible", "api_url": fake_upstream.url, "api_key": "sk-up"}}}
+def codex(fake_upstream: FakeUpstream, cli_proxy: Any, tmp_path: Path, kit: Any) -> Any:
+    """``codex(prompt, model=..., config=...)``: run codex exec through a CLI-started hookproxy
+    (by default its backend ``up`` is the fake upstream); the result and the work folder."""
+    default = {"default_backend": "up", "backends": {"up": kit.backend(fake_upstream)}}
     workdir = tmp_path / "work"
     workdir.mkdir()
 
-    def run(prompt: str, model: str = "fake-model") -> tuple[subprocess.CompletedProcess[str], Path]:
-        with cli_proxy(config) as (url, _process):
+    def run(prompt: str, model: str = "fake-model",
+            config: dict[str, Any] | None = None) -> tuple[subprocess.CompletedProcess[str], Path]:
+        with cli_proxy(config or default) as (url, _process):
             result = run_codex(url, tmp_path / "home", workdir, prompt, model)
         assert result.returncode == 0, f"codex failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr[-4000:]}"
         return result, workdir
@@ -128,6 +129,53 @@ def test_codex_runs_a_shell_command_and_reads_its_output(codex, fake_upstream, k
     assert "hookproxy-42" in result.stdout
 
 
+def patch_then_answer(kit: Any) -> Any:
+    """The fake model: apply PATCH, then say "Patched." once the tool output is back."""
+    import json
+
+    def model(request: RecordedRequest) -> Canned:
+        if last_message(request)["role"] == "tool":
+            return Canned(sse=content_stream(["Patched."]))
+        arguments = json.dumps({"input": PATCH})
+        return kit.tool_call_stream(("call_patch", "apply_patch", [arguments[:20], arguments[20:]]))
+
+    return model
+
+
+def test_codex_patches_through_a_failover_route_whose_first_backend_is_down(codex, fake_upstream, make_fake_upstream,
+                                                                            kit):
+    down = make_fake_upstream()
+    down.handler = lambda request: Canned(status=500, json={"error": {"message": "down", "type": "server_error"}})
+    fake_upstream.handler = patch_then_answer(kit)
+    config = {"backends": {"down": kit.backend(down), "up": kit.backend(fake_upstream)},
+              "failover_routes": {"gpt-5.5": {"policy": "ordered", "elements": ["down:big", "up:small"]}}}
+    result, workdir = codex("Create greeting.txt", model="gpt-5.5", config=config)
+    assert (workdir / "greeting.txt").read_text() == "hello from a patch\n"
+    assert result.stdout.strip().endswith("Patched.")
+    assert [request.json["model"] for request in fake_upstream.requests_to()] == ["small", "small"]
+    assert down.requests_to() and all(request.json["model"] == "big" for request in down.requests_to())
+
+
+def test_codex_runs_a_command_through_the_hybrid(codex, fake_upstream, make_fake_upstream, kit):
+    thinker = make_fake_upstream()
+    thinker.handler = lambda request: Canned(sse=[
+        chunk({"role": "assistant", "content": None, "reasoning_content": "Use echo."}),
+        chunk({"content": "ignored"}), chunk({}, "stop")])
+
+    def doer(request: RecordedRequest) -> Canned:
+        last = last_message(request)
+        if last["role"] == "tool":
+            return Canned(sse=content_stream([f"Printed {last['content'].strip().splitlines()[-1]}"]))
+        return kit.tool_call_stream(("call_h", "exec_command", ['{"cmd": "echo hybrid-ok"}']))
+
+    fake_upstream.handler = doer
+    config = {"backends": {"thinker": kit.backend(thinker), "up": kit.backend(fake_upstream)}}
+    result, _ = codex("Run it", model="hybrid:[thinker:r1,up:coder]", config=config)
+    assert result.stdout.strip().endswith("Printed hybrid-ok")
+    assert len(fake_upstream.requests_to()) == 2 and thinker.requests_to()
+    assert "Use echo." in str(fake_upstream.requests_to()[0].json["messages"])  # the reasoning reached the doer
+
+
 def test_codex_retries_a_stream_that_failed_midway(codex, fake_upstream):
     fake_upstream.queue(Canned(sse=[chunk({"role": "assistant", "content": "Half an ans"})], done=False,
                                reset_after=1),
@@ -140,14 +188,7 @@ def test_codex_retries_a_stream_that_failed_midway(codex, fake_upstream):
 def test_codex_applies_a_freeform_patch(codex, fake_upstream, kit):
     import json
 
-    def model(request: RecordedRequest) -> Canned:
-        last = last_message(request)
-        if last["role"] == "tool":
-            return Canned(sse=content_stream(["Patched."]))
-        arguments = json.dumps({"input": PATCH})
-        return kit.tool_call_stream(("call_patch", "apply_patch", [arguments[:20], arguments[20:]]))
-
-    fake_upstream.handler = model
+    fake_upstream.handler = patch_then_answer(kit)
     result, workdir = codex("Create greeting.txt", model="gpt-5.5")  # a model codex gives the freeform tool
     first = fake_upstream.requests_to()[0].json
     patch_tool = next(tool["function"] for tool in first["tools"] if tool["function"]["name"] == "apply_patch")

@@ -243,3 +243,35 @@ def test_calls_without_an_index_are_told_apart_by_their_ids():
     check_grammar(events)
     output = events[-1]["response"]["output"]
     assert [(item["call_id"], item["arguments"]) for item in output] == [("call_a", "{}"), ("call_b", '{"x": 1}')]
+
+
+def test_events_before_an_error_in_the_same_read_still_go_out_and_numbers_have_no_gap():
+    frontend, client = start()
+
+    async def run() -> bytes:
+        async def source() -> AsyncIterator[bytes]:
+            yield b"".join(sse(chunk({"content": "Hi"}), {"error": {"message": "quota", "code": 429}}))
+
+        out = b""
+        with pytest.raises(UpstreamError, match="quota"):
+            async for part in frontend.render_stream(source(), client):
+                out += part
+        return out
+
+    streamed = events_of(asyncio.run(run()))
+    assert streamed[-1]["type"] == "response.output_text.delta" and streamed[-1]["delta"] == "Hi"
+    failed = events_of(frontend.error_event(RateLimited("quota"), client))
+    assert failed[0]["sequence_number"] == streamed[-1]["sequence_number"] + 1
+
+
+def test_events_split_anywhere_with_any_line_end_comments_and_multi_line_data():
+    from hookproxy_responses.events import DataEvents
+
+    stream = (b": keep-alive\r\n\r\ndata: {\"a\":\r\n\r\ndata: 1}\n\n"
+              b"event: x\ndata: {\"b\":\ndata: 2}\r\rdata: [DONE]\r\n\r\ndata: tail")
+    for size in (1, 2, 3, 7, len(stream)):
+        parser = DataEvents()
+        pieces = [stream[start:start + size] for start in range(0, len(stream), size)]
+        found = [payload for piece in pieces for payload in parser.feed(piece)]
+        found += parser.close()
+        assert found == [b'{"a":', b"1}", b'{"b":\n2}', b"[DONE]", b"tail"], size
