@@ -18,7 +18,7 @@ monotonic ``sequence_number``::
 
 Each item has its own id and ``output_index``; parallel tool calls are separate items whose
 argument deltas are sent as they arrive. Usage is read from the upstream's usage chunk
-(the front end asks for it with ``stream_options.include_usage``).
+(the openai-compatible connector asks for it with ``stream_options.include_usage``).
 """
 
 from __future__ import annotations

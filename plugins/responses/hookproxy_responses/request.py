@@ -79,8 +79,7 @@ def to_chat(body: dict[str, Any], items: list[dict[str, Any]], names: ToolMap, *
         raise InvalidRequest("'input' is required and must hold at least one message", param="input")
     chat: dict[str, Any] = {"model": model, "messages": messages}
     if stream:
-        chat["stream"] = True
-        chat["stream_options"] = {"include_usage": True}
+        chat["stream"] = True  # usage: the client request says it wants it (the connector asks for it)
     if tools:
         chat["tools"] = tools
         choice = chat_tool_choice(body.get("tool_choice"), names)

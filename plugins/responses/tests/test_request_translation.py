@@ -166,10 +166,9 @@ def test_sampling_format_and_effort_are_translated_and_client_only_fields_are_no
         "type": "json_object"}
 
 
-def test_a_streaming_request_asks_the_backend_for_usage():
+def test_a_streaming_request_wants_the_usage_chunk():
     client = parse({"input": "hi", "stream": True})
-    assert client.stream and client.body["stream"] is True
-    assert client.body["stream_options"] == {"include_usage": True}
+    assert client.stream and client.body["stream"] is True and client.usage_requested
 
 
 def test_reasoning_summaries_go_back_as_reasoning_content_and_encrypted_content_never_does():
