@@ -87,7 +87,7 @@ export HOOKPROXY_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --confi
 # Target `responses`: the same hookproxy, driven through POST /v1/responses (the Responses front
 # end): non-streaming c=1/64 and 64 paced streams, to compare its CPU per request with the chat path.
 export RESPONSES_URL=$HOOKPROXY_URL RESPONSES_MODEL=fake RESPONSES_KEY=sk-bench RESPONSES_CMD=$HOOKPROXY_CMD
-export RESPONSES_LOAD_ARGS="--api responses --conc 1,64 --stream-spec 64:50:10"
+export RESPONSES_ARGS="--api responses --conc 1,64 --stream-spec 64:50:10"
 # Other work on the machine (test suites ...) is noise: log every process above 5% CPU every 5 s.
 setsid bash -c 'taskset -c "$1" top -b -d 5 -c -w 200 2>/dev/null \
     | awk '"'"'/^top -/ {t=$3} $1 ~ /^[0-9]+$/ && $9+0 > 5 {print t, $0; fflush()}'"'"' > "$2"' \

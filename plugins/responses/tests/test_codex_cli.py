@@ -4,7 +4,8 @@
 no login and no network: an empty ``CODEX_HOME`` with a config.toml, and ``env -i``. The fake
 upstream plays the model: it answers a prompt, asks for a shell command or a patch, and
 answers once the tool output comes back in the next request. The binary comes from
-``scripts/install-agents`` (``.agents/codex``) or ``$HOOKPROXY_CODEX_BIN``.
+``scripts/install-codex`` (``.agents/codex``) or ``$HOOKPROXY_CODEX_BIN``; a missing client
+fails here, it never skips.
 """
 
 from __future__ import annotations
@@ -52,11 +53,8 @@ def codex_binary() -> Path:
     configured = os.environ.get("HOOKPROXY_CODEX_BIN")
     path = Path(configured) if configured else ROOT / ".agents" / "codex" / "node_modules" / ".bin" / "codex"
     if not path.exists():
-        message = f"the Codex CLI is not installed at {path}: run scripts/install-agents (CI does) " \
-                  "or set HOOKPROXY_CODEX_BIN"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"the Codex CLI is not installed at {path}: run scripts/install-codex (needs npm; CI does) "
+                    "or set HOOKPROXY_CODEX_BIN")
     return path
 
 
