@@ -53,7 +53,7 @@ class Authenticator:
     """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
     ``x-goog-api-key`` or the ``api_key`` query parameter.
 
-    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5); its
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`; its
     table is empty until a bad key arrives, so good traffic pays one truth test.
     """
 

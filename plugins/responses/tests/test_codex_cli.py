@@ -53,8 +53,8 @@ def codex_binary() -> Path:
     configured = os.environ.get("HOOKPROXY_CODEX_BIN")
     path = Path(configured) if configured else ROOT / ".agents" / "codex" / "node_modules" / ".bin" / "codex"
     if not path.exists():
-        pytest.fail(f"the Codex CLI is not installed at {path}: run scripts/install-codex (needs npm; CI does) "
-                    "or set HOOKPROXY_CODEX_BIN")
+        pytest.fail(f"the Codex CLI is not installed at {path}: run scripts/install-codex (needs npm; "
+                    "scripts/test does) or set HOOKPROXY_CODEX_BIN")
     return path
 
 
