@@ -9,6 +9,7 @@ config file and are named ``<connector>.<name>.yaml`` (C-9).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -72,8 +73,30 @@ class Settings(BaseSettings):
     stream_max_lifetime: float = Field(900.0, gt=0)
     shutdown_grace_period: float = Field(30.0, ge=0)
     failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
+    # upstream answers
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    # the HTTP server's own limits (hostile or broken clients); YAML block ``server:``
+    max_connections: int = Field(1000, gt=0)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    max_header_count: int = Field(100, gt=0)
+    header_timeout: float = Field(15.0, gt=0)
+    body_timeout: float = Field(120.0, gt=0)
+    keep_alive_timeout: float = Field(15.0, gt=0)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_throttled_clients: int = Field(10_000, gt=0)
 
-    _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+    _split_api_keys = field_validator("api_keys", "trusted_proxies", mode="before")(_split_keys)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        """Each trusted proxy is an address or a network (``10.0.0.0/8``); uvicorn reads them."""
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
 
     @property
     def auth_enabled(self) -> bool:
@@ -82,7 +105,9 @@ class Settings(BaseSettings):
 
 #: YAML sections whose keys are flattened onto Settings fields (``auth.api_keys`` -> api_keys).
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "auth": ("api_keys", "disable_auth"),
+    "auth": ("api_keys", "disable_auth", "max_throttled_clients"),
+    "server": ("max_connections", "max_header_bytes", "max_header_count", "header_timeout", "body_timeout",
+               "keep_alive_timeout", "trusted_proxies"),
     "failure_handling": (
         "max_silent_wait",
         "total_timeout_budget",
@@ -95,7 +120,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "max_body_bytes", "backends", "failover_routes", *SECTIONS}
+             "max_body_bytes", "max_response_bytes", "backends", "failover_routes", *SECTIONS}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -59,8 +61,33 @@ async def error_response(send: Send, error: ProxyError, frontend: Frontend | Non
     else:
         status, body = frontend.error_status(error), orjson.dumps(frontend.error_body(error))
     headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
-    headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in error.headers.items())
+    headers.extend((k.lower().encode(), header_value(v)) for k, v in error.headers.items())
     await send_json(send, status, body, headers)
+
+
+#: Printable ASCII but ``%``: kept as is in a header value; everything else is percent-encoded.
+_HEADER_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
+#: Control characters (C0, DEL, C1): never part of a model or backend name.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: The deepest JSON the proxy can re-encode (orjson's limit); a deeper body is refused with a 400.
+MAX_JSON_DEPTH = 254
+
+
+def header_value(value: str) -> bytes:
+    """``value`` as a response header value that is valid for any text: names in headers come
+    from clients and configuration, and may hold any character (UTF-8 is percent-encoded)."""
+    if value.isascii() and value.isprintable():
+        return value.encode()
+    return quote(value, safe=_HEADER_SAFE).encode()
+
+
+def check_model(model: str) -> None:
+    """Refuse a selector with control characters (CR, LF, NUL, ...) before any upstream I/O."""
+    match = _CONTROL.search(model)
+    if match is not None:
+        raise InvalidRequest(f"'model' contains the control character {match.group()!r} at position "
+                             f"{match.start()}; model and backend names are plain text", param="model",
+                             code="invalid_model")
 
 
 def internal_error() -> ProxyError:
@@ -157,6 +184,7 @@ class FrontendMiddleware:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
         body = await read_json(receive, head, settings.max_body_bytes)
         client = frontend.parse(HTTPRequest(scope, body))
+        check_model(client.model)
         attempts = Attempts.start(proxy, parse_chain(settings.force_model or client.model), client.body,
                                   stream=client.stream, client=client)
         step = await attempts.next()
@@ -194,7 +222,7 @@ class FrontendMiddleware:
             return True
         body = b"" if answer.data is None else orjson.dumps(answer.data)
         headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
-        headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in answer.headers.items())
+        headers.extend((k.lower().encode(), header_value(v)) for k, v in answer.headers.items())
         await send_json(send, answer.status, b"" if scope["method"] == "HEAD" else body, headers)
         return True
 
@@ -224,6 +252,12 @@ async def read_json(receive: Receive, head: RequestHead, max_body: int) -> dict[
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # cheap: only bodies that could be that deep
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise InvalidRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels",
+                                 code="invalid_json") from None
     return body
 
 
@@ -251,8 +285,12 @@ async def respond(
             await error_response(send, error, frontend)
             return
         response = StreamingResponse(relay(frontend, client, reply, head), status_code=reply.status,
-                                     media_type=EVENT_STREAM, headers=headers)
-        await response(scope, receive, send)
+                                     media_type=EVENT_STREAM)
+        response.raw_headers.extend((name.encode(), header_value(value)) for name, value in headers.items())
+        try:
+            await response(scope, receive, send)
+        finally:
+            await reply.aclose()  # whatever happened after the upstream answered, release it
         return
     body = reply.body or b""
     content_type = reply.headers.get("content-type", "application/json")
@@ -263,6 +301,6 @@ async def respond(
             await error_response(send, error, frontend)
             return
         content_type = "application/json"
-    raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
-    raw_headers.extend((name.encode(), value.encode("latin-1", "replace")) for name, value in headers.items())
+    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", str(len(body)).encode())]
+    raw_headers.extend((name.encode(), header_value(value)) for name, value in headers.items())
     await send_json(send, reply.status, body, raw_headers)

@@ -13,7 +13,8 @@ The tree::
     ├── LoopDetected                508
     └── UpstreamError               the upstream's own status and message
         ├── UpstreamUnreachable     502 (connection refused, reset before a reply)
-        └── UpstreamTimeout         504
+        ├── UpstreamTimeout         504
+        └── ShuttingDown            503 (the proxy is stopping; a stream cut at the grace period)
 
 Plugins raise these; ``app.py`` converts them exactly once (``error_response``), and a stream
 that already sent bytes ends with one ``data: {"error": ...}`` event built by ``error_event``.
@@ -167,3 +168,14 @@ class UpstreamTimeout(UpstreamError):
 def error_event(error: ProxyError) -> bytes:
     """The single SSE event that ends a stream which already sent bytes to the client."""
     return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+class ShuttingDown(UpstreamError):
+    """The proxy is stopping: a stream still running when the shutdown grace period ended."""
+
+    code = "shutting_down"
+    type = "server_error"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("status", 503)
+        super().__init__(message, **kwargs)

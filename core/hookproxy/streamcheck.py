@@ -94,7 +94,7 @@ async def read_start(reply: Reply, *, need_output: bool = True, judge: Judge = o
     cancellation by the failover budget)."""
     assert reply.chunks is not None
     chunks = reply.chunks
-    parser = SSEParser()
+    parser = SSEParser(reply.backend)
     pulled: list[bytes] = []
     size = events = 0
     try:

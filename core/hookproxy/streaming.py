@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .backend import Reply
-from .errors import ProxyError, UpstreamUnreachable, error_event
+from .errors import ProxyError, ShuttingDown, UpstreamUnreachable, error_event
 from .failover import Attempts
 from .frontend import OPENAI_CHAT, ClientRequest, Frontend
 from .sse import DONE, encode_comment
@@ -68,7 +68,8 @@ async def relay(
             async for chunk in reply.chunks:
                 yield _drop_usage_only(chunk, client) if _has_empty_choices(chunk) else chunk
     except ProxyError as exc:
-        log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
+        if not isinstance(exc, ShuttingDown):  # shutdown logs one line for all streams it ends
+            log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
         yield frontend.error_event(exc, client)
     except OSError as exc:
         yield frontend.error_event(UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}"), client)
@@ -135,6 +136,8 @@ async def after_wait(
                 while not finished:
                     done, _ = await asyncio.wait({task}, timeout=interval)
                     finished = bool(done)
+                    if proxy.stopping and not finished:
+                        raise ShuttingDown("hookproxy is shutting down; the retry was abandoned")
                     if not finished:
                         yield frontend.keepalive
             finally:
