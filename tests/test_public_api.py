@@ -13,8 +13,8 @@ from pathlib import Path
 import hookproxy
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_MODULES = {"hookproxy", "hookproxy.errors", "hookproxy.frontend", "hookproxy.hookspecs", "hookproxy.routing",
-                  "hookproxy.sse", "hookproxy.testing", "hookproxy.upstream_errors"}
+PUBLIC_MODULES = {"hookproxy", "hookproxy.errors", "hookproxy.frontend", "hookproxy.hookspecs", "hookproxy.observe",
+                  "hookproxy.routing", "hookproxy.sse", "hookproxy.testing", "hookproxy.upstream_errors"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -9,12 +9,14 @@ rest; a stream that already sent bytes ends with one error event instead (``stre
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import FastAPI, Request
@@ -36,8 +38,20 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
+def query_api_key(query_string: bytes) -> str | None:
+    """The ``api_key`` query parameter (Gemini clients send the key that way), else ``None``.
+
+    Parsed only when no header carried a key; the value is never logged.
+    """
+    if b"api_key=" not in query_string:
+        return None
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("api_key")
+    return values[-1] if values else None
+
+
 class Authenticator:
-    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time (A-1, A-2).
+    """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
+    ``x-goog-api-key`` or the ``api_key`` query parameter.
 
     Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5). Only
     failures are throttled: a valid key always gets in, even from a blocked address (anyone
@@ -47,6 +61,7 @@ class Authenticator:
 
     def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
         self._keys = [key.encode() for key in keys]
+        self._ids = [key_id(key) for key in keys]
         self.guard = guard if guard is not None else BruteForceGuard()
 
     @property
@@ -59,28 +74,40 @@ class Authenticator:
         supplied = supplied_key(head)
         if supplied is not None:
             candidate = supplied.encode()
-            matched = False
-            for key in self._keys:
-                matched |= hmac.compare_digest(candidate, key)
-            if matched:
+            matched = -1
+            for index, key in enumerate(self._keys):  # every key is compared: no early exit to time
+                if hmac.compare_digest(candidate, key):
+                    matched = index
+            if matched >= 0:
+                head.key_id = self._ids[matched]
                 return
         guard = self.guard
         guard.check(head.client)
         guard.failure(head.client)
         raise AuthenticationFailed(
-            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' with a key from auth.api_keys, "
-            "HOOKPROXY_API_KEYS or --api-key"
+            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
+            "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
         )
 
 
 def supplied_key(head: RequestHead) -> str | None:
-    """The proxy key a request carries (``x-api-key``, or ``Authorization: Bearer``), if any."""
+    """The proxy key a request carries (``x-api-key``, ``Authorization: Bearer``, ``?api_key=``)."""
     if head.api_key is not None:
         return head.api_key
     authorization = head.authorization
     if authorization and authorization.startswith("Bearer "):
         return authorization[7:].strip()
+    if head.query_string:
+        return query_api_key(head.query_string)
     return None
+
+
+def key_id(key: str) -> str:
+    """A proxy key's name in usage reports and events: ``key-`` and 8 hex digits of its SHA-256.
+
+    Stable across restarts and key order, and useless for guessing the key itself.
+    """
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def _check(auth: Authenticator, request: Request) -> None:

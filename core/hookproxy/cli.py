@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import pluggy
@@ -19,6 +20,8 @@ from pydantic import BaseModel
 from .config import LOG_LEVELS, default_config_path
 from .errors import ConfigError
 from .factory import build_proxy
+from .observe import RequestIdFilter
+from .original_names import check_static_route
 from .plugins import list_plugins, make_plugin_manager, settings_models
 from .proxy import Proxy
 
@@ -37,11 +40,16 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port to listen on (default 8000)")
     add("--default-backend", "--backend", dest="default_backend", metavar="NAME",
         help="backend (or selector such as a:m1|b:m2) for models given without a backend: prefix")
-    add("--force-model", metavar="MODEL", help="replace every request's model with MODEL ([backend:]model)")
+    forced = parser.add_mutually_exclusive_group()
+    forced.add_argument("--force-model", metavar="MODEL",
+                        help="replace every request's model with MODEL ([backend:]model)")
+    forced.add_argument("--static-route", dest="force_model", metavar="BACKEND:MODEL", type=_static_route,
+                        help="the original proxy's name for --force-model, strictly BACKEND:MODEL")
     add("--api-key", dest="api_keys", action="append", metavar="KEY",
         help="a proxy API key clients must send (repeatable; also HOOKPROXY_API_KEYS, auth.api_keys)")
     add("--disable-auth", action="store_true", default=None, help="accept requests without a key (loopback only)")
     add("--log-level", choices=LOG_LEVELS, help="log level (default INFO)")
+    add("--log", dest="log_file", metavar="FILE", help="also append the log to FILE")
     add("--timeout", type=float, metavar="SECONDS", help="upstream timeout (default 120)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted request body (default 10 MiB)")
     group = parser.add_argument_group("failure handling")
@@ -60,6 +68,11 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--max-response-bytes", type=int, metavar="N",
         help="largest non-streamed upstream answer (default 64 MiB; 502 above)")
     _server_flags(parser.add_argument_group("server limits"))
+    watch = parser.add_argument_group("observability")
+    watch.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")
+    watch.add_argument("--access-log", choices=("off", "text", "json"),
+                       help="one log line per request on hookproxy.access (default off)")
 
 
 def _server_flags(group: argparse._ArgumentGroup) -> None:
@@ -77,6 +90,13 @@ def _server_flags(group: argparse._ArgumentGroup) -> None:
         help="a reverse proxy whose X-Forwarded-For is believed (repeatable; address or network; default none)")
     add("--max-throttled-clients", type=int, metavar="N",
         help="addresses the bad-key throttle remembers (default 10000)")
+
+
+def _static_route(value: str) -> str:
+    try:
+        return check_static_route(value, "--static-route")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("--static-route ")) from None
 
 
 def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[BaseModel]]]) -> None:
@@ -97,6 +117,7 @@ def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[
 def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hookproxy",
+        allow_abbrev=False,  # `--log x` must not become `--log-level x`: every flag is spelled out
         description="A plugin-based, OpenAI-compatible LLM proxy. 'hookproxy plugins' lists plugins and backends.",
     )
     _core_flags(parser)
@@ -144,10 +165,30 @@ def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
     values = {key: value for key, value in vars(args).items()
               if value is not None and key != "config"}
     try:
-        proxy = build_proxy(default_config_path(args.config), values, pm=pm)
+        proxy = build_proxy(default_config_path(args.config or config_from_env(os.environ)), values, pm=pm)
     except ConfigError as exc:
         _fail(exc.message)
     return proxy, values
+
+
+def config_from_env(env: Mapping[str, str]) -> str | None:
+    """``HOOKPROXY_CONFIG``, else the original proxy's ``CONFIG_FILE``."""
+    return env.get("HOOKPROXY_CONFIG") or env.get("CONFIG_FILE") or None
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    """Log to stderr and, with ``--log FILE``, append to FILE as well."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as exc:
+            _fail(f"cannot open log file {log_file}: {exc.strerror}; pass --log with a writable path")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    for handler in handlers:  # log lines carry the id of the request they are about (- outside one)
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=handlers)
 
 
 def serve(argv: Sequence[str]) -> None:
@@ -156,7 +197,9 @@ def serve(argv: Sequence[str]) -> None:
 
     proxy, _values = _load(argv)
     settings = proxy.settings
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_file)
+    if proxy.config.original_env_line:
+        logging.getLogger("hookproxy.config").info("%s", proxy.config.original_env_line)
     if not settings.auth_enabled and not _is_loopback(settings.host):
         why = "auth is disabled" if settings.disable_auth else "no API key is configured"
         _fail(
@@ -164,7 +207,9 @@ def serve(argv: Sequence[str]) -> None:
             "(or HOOKPROXY_API_KEYS, auth.api_keys) or listen on --host 127.0.0.1"
         )
     url = f"http://{settings.host}:{settings.port}/v1"
-    print(f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})", flush=True)
+    banner = f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})"
+    print(banner, flush=True)
+    logging.getLogger("hookproxy").info("%s", banner)  # so a --log file shows each start
     print("\n".join(_describe_backends(proxy)) or "  no backends configured", flush=True)
     serve_app(create_app(proxy), proxy)
 

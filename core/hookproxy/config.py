@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from .backend import BackendInstance
 from .errors import ConfigError
+from .original_names import check_static_route
 
 log = logging.getLogger("hookproxy.config")
 
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     force_model: str | None = None
     timeout: float = Field(120.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_file: str | None = None
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     disable_auth: bool = False
@@ -84,6 +86,11 @@ class Settings(BaseSettings):
     keep_alive_timeout: float = Field(15.0, gt=0)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_throttled_clients: int = Field(10_000, gt=0)
+    # observability; YAML block ``observability:``
+    metrics: bool = True
+    access_log: Literal["off", "text", "json"] = "off"
+    #: Per-model default request fields, the lowest precedence (below the client's own fields).
+    model_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     _split_api_keys = field_validator("api_keys", "trusted_proxies", mode="before")(_split_keys)
 
@@ -96,6 +103,16 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError as exc:
                 raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("model_defaults")
+    @classmethod
+    def _no_routing_fields(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Defaults are request parameters; the model, messages and stream flag are the client's."""
+        for model, fields in value.items():
+            for name in ("model", "messages", "stream"):
+                if name in fields:
+                    raise ValueError(f"{model}: {name!r} cannot have a default (it is the client's choice)")
         return value
 
     @property
@@ -118,10 +135,14 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "stream_max_lifetime",
         "shutdown_grace_period",
     ),
+    "observability": ("metrics", "access_log"),
 }
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "max_body_bytes", "max_response_bytes", "backends", "failover_routes", *SECTIONS}
+             "log_file", "max_body_bytes", "max_response_bytes", "backends", "failover_routes", "model_defaults",
+             *SECTIONS}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
+#: Settings fields given as JSON in the environment (``HOOKPROXY_FAILOVER_ROUTES='{...}'``).
+JSON_ENV_FIELDS = ("failover_routes", "model_defaults")
 
 
 class _InstanceConfig(BaseModel):
@@ -152,6 +173,8 @@ class LoadedConfig:
     instances: list[BackendInstance]
     plugin_values: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: The start-up line naming the original proxy's environment variables in use, if any.
+    original_env_line: str | None = None
 
 
 # --- ${VAR} expansion ---------------------------------------------------------------------
@@ -198,10 +221,14 @@ def read_yaml(path: Path) -> Any:
 # --- the root file ---------------------------------------------------------------------------
 
 
-def _flatten_root(data: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _flatten_root(
+    data: Mapping[str, Any], path: Path, moved: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a root mapping into Settings values and the raw ``backends:`` mapping."""
     values: dict[str, Any] = {}
     for key, value in data.items():
+        if moved and key in moved:
+            raise ConfigError(f"{path}: {key!r} is not a top-level key here; it lives under {moved[key]}")
         if key not in ROOT_KEYS:
             known = ", ".join(sorted(ROOT_KEYS))
             raise ConfigError(f"{path}: unknown key {key!r} at the top level; known keys: {known}")
@@ -243,7 +270,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        if name == "failover_routes":
+        if name in JSON_ENV_FIELDS:
             try:
                 values[name] = json.loads(raw)
             except ValueError as exc:
@@ -289,6 +316,10 @@ def _describe(exc: ValidationError, where: str) -> str:
 def _instance(instance_id: str, body: Any, source: Path, default_connector: str | None) -> BackendInstance:
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: backend {instance_id!r} must be a mapping")
+    if "credentials_path" in body and isinstance(body.get("extra", {}), dict):
+        # The original's place for it, next to api_key; plugins read it from extra (theirs wins).
+        body = dict(body)
+        body["extra"] = {"credentials_path": body.pop("credentials_path"), **(body.get("extra") or {})}
     try:
         parsed = _InstanceConfig.model_validate(body)
     except ValidationError as exc:
@@ -332,8 +363,14 @@ def load_config(
     path: Path | None,
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    moved_keys: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
-    """Read the config file (if any) and its instance files; build the core Settings."""
+    """Read the config file (if any) and its instance files; build the core Settings.
+
+    ``moved_keys`` maps top-level keys the original proxy accepted to where they live now
+    (plugin settings under ``backends:``), so such a key gets an error saying so.
+    """
     env = os.environ if env is None else env
     cli = cli or {}
     yaml_values: dict[str, Any] = {}
@@ -346,13 +383,15 @@ def load_config(
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of settings")
         data = expand_env(data, where=str(path), env=env)
-        yaml_values, backends = _flatten_root(data, path)
+        yaml_values, backends = _flatten_root(data, path, moved_keys)
     plugin_values: dict[str, Any] = {}
     for key, value in backends.items():
         if isinstance(value, dict):
             instances.append(_instance(key, value, path or Path("<config>"), None))
         elif key in CORE_BACKEND_SETTINGS:
             yaml_values.setdefault(key, value)
+        elif key == "static_route":  # the original's name: a strict BACKEND:MODEL force_model
+            yaml_values.setdefault("force_model", check_static_route(str(value), f"{path}: backends.static_route"))
         else:
             plugin_values[key] = value
     if path is not None:
@@ -392,18 +431,31 @@ def build_plugin_settings(
     cli: Mapping[str, Any],
     env: Mapping[str, str],
     where: str,
+    yaml_where: str | None = None,
+    env_labels: Mapping[str, str] | None = None,
 ) -> BaseModel:
-    """Validate one plugin's settings model from YAML ``backends:`` keys, env and CLI."""
+    """Validate one plugin's settings model from YAML ``backends:`` keys, env and CLI.
+
+    A bad value is blamed on where it came from: the flag, the variable or the YAML key.
+    """
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for name in model.model_fields:
         if name in yaml_values:
             values[name] = yaml_values[name]
+            origins[name] = f"{yaml_where or where}.{name}"
         env_name = ENV_PREFIX + name.upper()
         if env_name in env:
             values[name] = env[env_name]
+            origins[name] = f"environment variable {(env_labels or {}).get(env_name, env_name)}"
         if cli.get(name) is not None:
             values[name] = cli[name]
+            origins[name] = "--" + name.replace("_", "-")
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        first = exc.errors()[0]
+        origin = origins.get(str(first["loc"][0])) if first["loc"] else None
+        if origin is None:
+            raise ConfigError(_describe(exc, where)) from exc
+        raise ConfigError(f"{origin}: {first['msg']} (got {first.get('input')!r})") from exc

@@ -9,6 +9,7 @@ seed's rules (F-2). The attempt loop that acts on these decisions (waits, budget
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, ChatCall, RetryDecision
@@ -22,12 +23,29 @@ if TYPE_CHECKING:
 _round_robin = itertools.count()
 
 
-def request_body(body: dict[str, Any], route: Route) -> dict[str, Any]:
-    """The body one backend gets: the client's fields, the upstream model, URI params on top."""
+def request_body(
+    body: dict[str, Any], route: Route, defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    backend_id: str = "",
+) -> dict[str, Any]:
+    """The body one backend gets: ``model_defaults`` for fields the client did not send, the
+    client's fields, the upstream model, URI params on top."""
     prepared = dict(body)
+    if defaults:
+        for key, value in defaults_for(defaults, route, backend_id).items():
+            if prepared.get(key) is None:
+                prepared[key] = value
     prepared["model"] = route.model
     prepared.update(route.params)
     return prepared
+
+
+def defaults_for(defaults: Mapping[str, Mapping[str, Any]], route: Route, backend_id: str) -> dict[str, Any]:
+    """``model_defaults`` entries for this route: ``model``, then ``<backend>:<model>`` (by the
+    instance id or the name the client used), the more specific winning."""
+    merged: dict[str, Any] = {}
+    for key in (route.model, f"{backend_id}:{route.model}", f"{route.backend}:{route.model}"):
+        merged.update(defaults.get(key) or {})
+    return merged
 
 
 def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
@@ -103,10 +121,18 @@ def _label(error: UpstreamError) -> str:
     return f"HTTP {error.status}"
 
 
-def decide(proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
-    """Plugins first (``on_rate_limit``), then :func:`core_policy`."""
+def decide(
+    proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool, *, core: bool = True
+) -> RetryDecision:
+    """Plugins first (``on_rate_limit``), then :func:`core_policy` unless ``core`` is off.
+
+    ``core=False`` is a call made without failover (a hybrid phase): its error goes back to
+    the caller, whose own attempt loop decides, once, within the request's one budget.
+    """
     decision = proxy.pm.hook.on_rate_limit(backend=backend, call=call, error=error)
     if isinstance(decision, RetryDecision):
         return decision
+    if not core:
+        return RetryDecision("surface", 0.0, f"HTTP {error.status}: left to the caller (no failover here)")
     return core_policy(proxy.settings, call, error, has_next)
 

@@ -14,9 +14,11 @@ from pydantic import BaseModel
 
 from .app import create_app
 from .config import Settings, build_plugin_settings, load_config
-from .errors import ConfigError
+from .errors import ConfigError, InvalidRequest, UnknownBackend
+from .original_names import describe, fold_aliases, plugin_aliases
 from .plugins import make_plugin_manager, settings_models
 from .proxy import Proxy
+from .routing import parse_chain
 
 
 def build_proxy(
@@ -28,24 +30,60 @@ def build_proxy(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Proxy:
     """Load config and plugins and resolve every backend; raises ConfigError with a one-line fix."""
-    env = os.environ if env is None else env
     cli = dict(cli or {})
     pm = pm if pm is not None else make_plugin_manager()
     models = settings_models(pm)
+    aliased = fold_aliases(os.environ if env is None else env, plugin_aliases(model for _, model in models))
+    env = aliased.env
     core_cli = {key: value for key, value in cli.items() if key in Settings.model_fields}
-    config = load_config(config_path, core_cli, env)
-    where = str(config_path) if config_path else "settings"
     plugin_fields = {name for _, model in models for name in model.model_fields}
+    config = load_config(config_path, core_cli, env,
+                         moved_keys={name: f"backends: (backends.{name})" for name in plugin_fields})
+    config.original_env_line = describe(aliased)
+    where = str(config_path) if config_path else "settings"
     unknown = sorted(set(config.plugin_values) - plugin_fields)
     if unknown:
-        known = ", ".join(sorted(plugin_fields | {"default_backend", "force_model"})) or "none"
+        known = ", ".join(sorted(plugin_fields | {"default_backend", "force_model", "static_route"})) or "none"
         raise ConfigError(f"{where}: unknown key backends.{unknown[0]} (not a backend block); known settings: {known}")
     plugin_settings: dict[type[BaseModel], BaseModel] = {}
     for plugin_name, model in models:
         plugin_settings[model] = build_plugin_settings(
-            model, config.plugin_values, cli, env, f"{where} (settings of plugin {plugin_name!r})"
+            model, config.plugin_values, cli, env, f"{where} (settings of plugin {plugin_name!r})",
+            yaml_where=f"{where}: backends", env_labels={target: original for original, target in aliased.used},
         )
-    return Proxy(pm, config, plugin_settings, transport=transport)
+    proxy = Proxy(pm, config, plugin_settings, transport=transport)
+    check_default_routes(proxy)
+    return proxy
+
+
+def check_default_routes(proxy: Proxy) -> None:
+    """An unknown ``--default-backend`` or ``--force-model`` backend is a start-up error.
+
+    Without this check the proxy starts and then fails every request with the same 400.
+    """
+    settings = proxy.settings
+    for setting, flag, value in (("default_backend", "--default-backend", settings.default_backend),
+                                 ("force_model", "--force-model", settings.force_model)):
+        if not value:
+            continue
+        try:
+            routes = parse_chain(value)
+        except InvalidRequest as exc:
+            raise ConfigError(f"{setting} {value!r} ({flag}): {exc.message}") from None
+        for route in routes:
+            # A bare element of default_backend is a backend name; of force_model, a model.
+            name = route.backend if route.backend is not None else (route.model if setting == "default_backend"
+                                                                    else None)
+            if name is None:
+                continue
+            try:
+                proxy.lookup(name)
+            except UnknownBackend:
+                known = ", ".join(sorted({*proxy.aliases, *proxy.backends})) or "none configured"
+                raise ConfigError(
+                    f"{setting} {value!r} names backend {name!r}, which is not configured; "
+                    f"pass {flag} with one of the known backends: {known}"
+                ) from None
 
 
 def build_app(

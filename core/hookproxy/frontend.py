@@ -109,11 +109,14 @@ _SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", 
 
 @dataclass
 class JSONAnswer:
-    """The answer of an :class:`Endpoint`: a JSON document (``None``: empty body) and a status."""
+    """The answer of an :class:`Endpoint`: a JSON document (``None``: empty body) and a status;
+    or, with ``raw``, those exact bytes as ``content_type`` (a Prometheus text page)."""
 
     data: Any = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)

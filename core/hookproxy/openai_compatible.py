@@ -3,10 +3,13 @@
 It is registered through the core's own ``hookproxy`` entry point, exactly like a third-party
 plugin, and doubles as the smallest example of one. Instance keys: ``api_url`` (required),
 ``api_key`` (sent as ``Authorization: Bearer``), ``models``, ``timeout``; ``extra.headers`` adds
-fixed headers to every upstream request.
+fixed headers to every upstream request; ``extra.stream_usage: false`` stops the proxy from
+asking for the usage chunk on streams (it keeps that chunk from clients that did not ask).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,12 +25,25 @@ class OpenAICompatibleExtra(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Ask for the usage chunk on streams (token accounting); off for a server that rejects
+    #: ``stream_options``. Clients that did not ask never see the chunk.
+    stream_usage: bool = True
 
 
 class OpenAICompatibleBackend(HTTPBackend):
     def __init__(self, instance: BackendInstance, extra: OpenAICompatibleExtra) -> None:
         super().__init__(instance)
         self.extra = extra
+
+    def request_body(self, call: ChatCall) -> dict[str, Any]:
+        body = call.body
+        if not call.stream or not self.extra.stream_usage:
+            return body
+        options = body.get("stream_options")
+        options = options if isinstance(options, dict) else {}
+        if options.get("include_usage") is True:
+            return body
+        return {**body, "stream_options": {**options, "include_usage": True}}
 
     def health(self) -> Health:
         if self.instance.api_key == "":

@@ -24,6 +24,7 @@ from .encoding import Decoder, decoder_for
 from .errors import ConfigError, ShuttingDown, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .frontend import Frontend
+from .observe import REQUEST_ID_HEADER, Observers
 from .plugins import await_all
 from .redaction import Redactor, credential_values
 from .routing import Route, parse_chain
@@ -63,6 +64,7 @@ class Proxy:
         self.aliases: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
         self._resolve_backends(config.instances)
+        self.observers = Observers(pm, self)
         self.frontends: list[Frontend] = []
         self._judges: dict[str, Judge] = {}
         #: The guards of upstream streams still running (ended at shutdown, see ``end_streams``).
@@ -171,8 +173,9 @@ class Proxy:
         """Serve the canonical ``body`` with the backend(s) named by the selector ``model``.
 
         This is the entry point for plugins that compose backends (the hybrid); with
-        ``failover=False`` only the first candidate is tried (plugin retries still apply). The
-        reply is canonical (OpenAI chat completions).
+        ``failover=False`` only the first candidate is tried and the core does not retry it
+        (plugin retries still apply): the error goes back to the caller, whose own attempt loop
+        decides within the request's budget. The reply is canonical (OpenAI chat completions).
         """
         routes = parse_chain(model)
         return await complete_with_failover(self, routes, body, stream=stream, failover=failover)
@@ -251,6 +254,8 @@ class Proxy:
             "accept-encoding": "identity",
             LOOP_GUARD_HEADER: "1",
         }
+        if call.request_id:
+            headers[REQUEST_ID_HEADER] = call.request_id
         headers.update(backend.request_headers(call))
         return UpstreamRequest(
             method="POST",

@@ -31,31 +31,39 @@ class HybridSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    disable_hybrid_backend: bool = Field(False, description="refuse hybrid:[...] requests (400)")
+    disable_hybrid_backend: bool = Field(False, description="refuse hybrid:[...] requests (400)",
+                                         json_schema_extra={"env_aliases": ["DISABLE_HYBRID_BACKEND"]})
     hybrid_backend_repeat_messages: bool = Field(
-        False, description="also append the reasoning as an assistant message for the execution model"
+        False, description="also append the reasoning as an assistant message for the execution model",
+        json_schema_extra={"env_aliases": ["HYBRID_BACKEND_REPEAT_MESSAGES"]},
     )
     reasoning_injection_probability: float = Field(
         1.0,
         ge=0.0,
         le=1.0,
         description="chance of running the reasoning model after the forced initial turns (0 = never)",
-        json_schema_extra={"cli_aliases": ["--reasoning_injection_probability"]},
+        json_schema_extra={"cli_aliases": ["--reasoning_injection_probability"],
+                           "env_aliases": ["REASONING_INJECTION_PROBABILITY"]},
     )
     hybrid_reasoning_model_timeout: int = Field(
-        60, ge=1, description="seconds for the whole reasoning capture; on timeout answer without reasoning"
+        60, ge=1, description="seconds for the whole reasoning capture; on timeout answer without reasoning",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_MODEL_TIMEOUT"]},
     )
     hybrid_reasoning_force_initial_turns: int = Field(
-        4, ge=0, description="always reason while the request has at most this many user messages"
+        4, ge=0, description="always reason while the request has at most this many user messages",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_FORCE_INITIAL_TURNS"]},
     )
     hybrid_execution_model_timeout: int = Field(
-        120, ge=1, description="seconds for the execution model to answer (to its first byte when streaming)"
+        120, ge=1, description="seconds for the execution model to answer (to its first byte when streaming)",
+        json_schema_extra={"env_aliases": ["HYBRID_EXECUTION_MODEL_TIMEOUT"]},
     )
     hybrid_reasoning_latency_threshold: float = Field(
-        8.0, ge=0.0, description="reasoning slower than this (s) skips the next turns of a conversation; 0 = off"
+        8.0, ge=0.0, description="reasoning slower than this (s) skips the next turns of a conversation; 0 = off",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_LATENCY_THRESHOLD"]},
     )
     hybrid_reasoning_backoff_turns: int = Field(
-        2, ge=0, description="turns skipped after a slow reasoning phase"
+        2, ge=0, description="turns skipped after a slow reasoning phase",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_BACKOFF_TURNS"]},
     )
 
 

@@ -105,7 +105,8 @@ def test_a_reasoning_model_that_never_answers_times_out_before_any_byte(start, f
 
 def test_probability_zero_never_calls_the_reasoning_backend(start, fakes, kit):
     running = start(cli={"reasoning_injection_probability": 0})
-    fakes.qwen.queue(kit.answer_stream(["a"]), kit.answer_stream(["b"]))
+    # A JSON answer for the non-streamed request: an SSE body there is a broken answer (a 502).
+    fakes.qwen.queue(kit.answer_stream(["a"]), Canned(json=kit.chat_completion("b")))
     result = kit.post_stream(running, kit.SEED_SPEC)
     assert result.headers["x-hookproxy-hybrid"] == "reasoning=skipped; reason=probability"
     assert result.content == "a"
@@ -120,7 +121,19 @@ def test_after_the_forced_turns_a_request_can_skip_reasoning(start, fakes, kit):
     response = kit.post(running, kit.SEED_SPEC, messages, extra_body={"_temp_hybrid_reasoning_probability": 0.0})
     assert response.headers["x-hookproxy-hybrid"] == "reasoning=skipped; reason=probability"
     assert fakes.minimax.requests == []
-    assert "_temp_hybrid_reasoning_probability" not in fakes.qwen.requests_to()[0].json["extra_body"]
+    sent = fakes.qwen.requests_to()[0].json
+    assert "_temp_hybrid_reasoning_probability" not in sent and "extra_body" not in sent
+
+
+def test_a_literal_extra_body_is_merged_into_each_phase_without_presets_inside(start, fakes, kit):
+    fakes.minimax.queue(kit.minimax_stream())
+    body = {"temperature": 0.9, "extra_body": {"top_k": 20, "enable_thinking": True, "model": "other"}}
+    assert kit.post(start(), kit.SEED_SPEC, **body).status_code == 200
+    for sent in (fakes.minimax.requests_to()[0].json, fakes.qwen.requests_to()[0].json):
+        assert "extra_body" not in sent
+        assert sent["top_k"] == 20 and sent["enable_thinking"] is True
+    assert fakes.minimax.requests_to()[0].json["model"] == "MiniMax-M2"
+    assert fakes.qwen.requests_to()[0].json["thinking_budget"] == 0  # the preset, at the top level only
 
 
 @pytest.mark.parametrize(("model", "phrase"), [

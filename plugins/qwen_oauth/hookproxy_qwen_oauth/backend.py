@@ -17,6 +17,7 @@ from hookproxy import BackendInstance, ChatCall, Health, HTTPBackend, Permission
 
 from .credentials import default_path
 from .oauth import TokenManager
+from .payload import add_think_switch, clean_payload
 from .ratelimit import Backoff
 from .settings import DEFAULT_API_BASE, GATE_FLAG, GATE_KEY, QwenOAuthExtra, QwenOAuthSettings
 
@@ -111,7 +112,8 @@ class QwenOAuthBackend(HTTPBackend):
     # --- per request --------------------------------------------------------------------------
 
     async def prepare(self, call: ChatCall, request: UpstreamRequest) -> None:
-        """Backoff (R-8/R-9), token (R-7, §1.7), URL, headers and ``include_usage`` (Q-27)."""
+        """Backoff (R-8/R-9), token (R-7, §1.7), URL, headers, the cleaned body (Q-26..Q-31) and
+        ``include_usage`` (Q-27)."""
         state = call.state.setdefault(STATE_KEY, {})
         if not state.get("rate_limit_retried"):
             remaining = self.backoff.remaining()
@@ -132,6 +134,10 @@ class QwenOAuthBackend(HTTPBackend):
             }
         )
         request.headers.update({key.lower(): value for key, value in self.extra.headers.items()})
+        payload = clean_payload(request.json)
+        if self.extra.enable_qwen_think_soft_switch:
+            add_think_switch(payload)
         if call.stream:
-            options = request.json.get("stream_options")
-            request.json["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            options = payload.get("stream_options")
+            payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        request.json = payload

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 CREDENTIALS_FILE = "oauth_creds.json"
+#: How each problem with the file is fixed; appended once, by ``read``.
+CREATE_HINT = "run `qwen auth` to create it"
+REWRITE_HINT = "run `qwen auth` to sign in again, which rewrites it"
 #: A token with this many seconds or fewer left counts as expired (Q-8, official client).
 EXPIRY_BUFFER_SECONDS = 30.0
 
@@ -118,24 +121,28 @@ def read(path: Path) -> Snapshot:
     try:
         info = path.stat()
         if not path.is_file():
-            return Snapshot(None, f"Qwen OAuth credentials path {path} exists but is not a file", info.st_mtime_ns)
+            return Snapshot(None, f"Qwen OAuth credentials path {path} exists but is not a file; point "
+                                  "extra.credentials_path at the file `qwen auth` writes", info.st_mtime_ns)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Snapshot(None, f"Qwen OAuth credentials file not found at {path}; run `qwen auth`", None)
+        return Snapshot(None, f"Qwen OAuth credentials file not found at {path}; {CREATE_HINT}", None)
     except PermissionError:
-        return Snapshot(None, f"Permission denied reading Qwen OAuth credentials file: {path}", None)
+        return Snapshot(None, f"Permission denied reading Qwen OAuth credentials file: {path}; make it "
+                              "readable by the user running hookproxy", None)
     except (OSError, UnicodeDecodeError) as exc:
-        return Snapshot(None, f"cannot read Qwen OAuth credentials file {path}: {type(exc).__name__}", None)
+        return Snapshot(None, f"cannot read Qwen OAuth credentials file {path}: {type(exc).__name__}; "
+                              f"{REWRITE_HINT}", None)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         # exc.msg and the position only: the text itself may hold a token.
-        message = f"Invalid JSON in credentials file {path}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        message = (f"Invalid JSON in credentials file {path}: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+                   f"{REWRITE_HINT}")
         return Snapshot(None, message, info.st_mtime_ns)
     try:
         return Snapshot(parse(data, path), None, info.st_mtime_ns)
     except CredentialsError as exc:
-        return Snapshot(None, str(exc), info.st_mtime_ns)
+        return Snapshot(None, f"{exc}; {REWRITE_HINT}", info.st_mtime_ns)
 
 
 def write_atomic(path: Path, data: Mapping[str, Any]) -> int:

@@ -78,3 +78,21 @@ def test_hook_tracing_with_every_installed_plugin_never_prints_a_token(
         output = process.communicate(timeout=10)[0]
     assert "prepare_request" in output and "hybrid" in output  # the trace ran, through both plugins
     assert access not in output and refresh not in output
+
+
+def test_two_instances_on_one_credentials_file_are_refused_at_start(
+    fake_upstream: FakeUpstream, creds_path: Path, write_config: Callable[..., Path], tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import instance
+
+    same = str(creds_path.parent / ".." / creds_path.parent.name / creds_path.name)  # another spelling
+    config = write_config({}, {"qwen-oauth.work": instance(fake_upstream, creds_path),
+                               "qwen-oauth.home": instance(fake_upstream, Path(same))})
+    result = subprocess.run([sys.executable, "-m", "hookproxy", "--config", str(config)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "'qwen-oauth.home'" in line and "'qwen-oauth.work'" in line and "credentials_path" in line
