@@ -152,3 +152,12 @@ def test_a_token_a_plugin_added_is_redacted_too(proxy_for, fake_upstream):
     response = post(running, {"model": "up:m1", "messages": USER})
     assert response.status_code == 500
     assert "oauth-token-0123456789" not in response.text and "[redacted]" in response.text
+
+
+def test_a_key_in_an_error_streamed_before_any_output_is_redacted(proxy_for, fake_upstream, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake_upstream.queue(Canned(sse=[{"error": {"message": f"invalid key Bearer {UPSTREAM_KEY}"}}]))
+    running = proxy_for()
+    response = post(running, {"model": "up:m1", "messages": USER, "stream": True})
+    assert response.status_code == 502
+    assert UPSTREAM_KEY not in response.text and UPSTREAM_KEY not in caplog.text
