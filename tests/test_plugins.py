@@ -148,8 +148,10 @@ def test_hook_settings_model(tmp_path):
         Knobs).shout_level == 3
     assert build_proxy(path, {"shout_level": "4"}, pm=core_pm(("k", Plugin())), env={}).settings_for(
         Knobs).shout_level == 4
-    with pytest.raises(ConfigError, match="^--shout-level: "):  # blamed on the flag, not the file
+    with pytest.raises(ConfigError, match="^--shout-level: .*greater than or equal to 1"):
         build_proxy(path, {"shout_level": "0"}, pm=core_pm(("k", Plugin())), env={})
+    with pytest.raises(ConfigError, match="^environment variable HOOKPROXY_SHOUT_LEVEL: "):
+        build_proxy(path, pm=core_pm(("k", Plugin())), env={"HOOKPROXY_SHOUT_LEVEL": "0"})
 
 
 def test_hook_resolve_backend(proxy_for, fake_upstream):

@@ -36,6 +36,7 @@ from .observe import AttemptEnded, RequestEnded, Usage
 from .proxy import Proxy
 from .retry_after import parse_retry_after
 from .sse import DONE, SSEEvent, SSEParser, UpstreamStream, encode_comment, encode_event
+from .streamcheck import BadStream
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "HTTPRequest",
     "JSONAnswer",
     "AuthenticationFailed",
+    "BadStream",
     "Backend",
     "BackendInstance",
     "ChatCall",

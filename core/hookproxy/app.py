@@ -53,7 +53,7 @@ class Authenticator:
     """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
     ``x-goog-api-key`` or the ``api_key`` query parameter.
 
-    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5). Only
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`. Only
     failures are throttled: a valid key always gets in, even from a blocked address (anyone
     behind the same NAT, or any local process, could otherwise lock every user out), and it
     does not clear the address's failures (else one busy user would let a neighbour guess on).

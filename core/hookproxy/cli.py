@@ -1,4 +1,4 @@
-"""``hookproxy``: start the proxy, or ``hookproxy plugins`` to list plugins and backend state.
+"""``hookproxy``: start the proxy; ``plugins``, ``check``, ``init`` and ``demo`` are subcommands.
 
 A bad flag or configuration prints one line naming the problem and the fix, and exits 2.
 Plugins contribute flags through their ``settings_model`` hook, so they appear in ``--help``.
@@ -10,14 +10,17 @@ import argparse
 import ipaddress
 import logging
 import os
+import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pluggy
 from pydantic import BaseModel
 
-from .config import LOG_LEVELS, default_config_path
+from . import __version__
+from .config import DEFAULT_CONFIG, LOG_LEVELS, Settings, default_config_path
 from .errors import ConfigError
 from .factory import build_proxy
 from .observe import RequestIdFilter
@@ -48,7 +51,7 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--api-key", dest="api_keys", action="append", metavar="KEY",
         help="a proxy API key clients must send (repeatable; also HOOKPROXY_API_KEYS, auth.api_keys)")
     add("--disable-auth", action="store_true", default=None, help="accept requests without a key (loopback only)")
-    add("--log-level", choices=LOG_LEVELS, help="log level (default INFO)")
+    add("--log-level", choices=LOG_LEVELS, type=str.upper, help="log level, any case (default INFO)")
     add("--log", dest="log_file", metavar="FILE", help="also append the log to FILE")
     add("--timeout", type=float, metavar="SECONDS", help="upstream timeout (default 120)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted request body (default 10 MiB)")
@@ -114,12 +117,19 @@ def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[
                 group.add_argument(*flags, dest=name, metavar="VALUE", default=None, help=help_text)
 
 
-def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="hookproxy",
-        allow_abbrev=False,  # `--log x` must not become `--log-level x`: every flag is spelled out
-        description="A plugin-based, OpenAI-compatible LLM proxy. 'hookproxy plugins' lists plugins and backends.",
-    )
+MAIN_DESCRIPTION = (
+    "A plugin-based, OpenAI-compatible LLM proxy. Commands: 'hookproxy' serves; 'hookproxy demo' serves a "
+    "demo backend that needs no model; 'hookproxy check' validates the configuration without serving; "
+    "'hookproxy init [DIR]' writes a starter config; 'hookproxy plugins' lists plugins and backends."
+)
+
+
+def build_parser(
+    pm: pluggy.PluginManager, prog: str = "hookproxy", description: str = MAIN_DESCRIPTION
+) -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--log x` must not become `--log-level x`; every flag is spelled out.
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _core_flags(parser)
     _plugin_flags(parser, settings_models(pm))
     return parser
@@ -139,10 +149,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _describe_backends(proxy: Proxy) -> list[str]:
+def public_host_refusal(settings: Settings) -> str | None:
+    """Why the proxy refuses to listen (a public address without auth), or ``None``."""
+    if settings.auth_enabled or _is_loopback(settings.host):
+        return None
+    why = "auth is disabled" if settings.disable_auth else "no API key is configured"
+    return (f"refusing to listen on {settings.host} because {why}; add a key with --api-key KEY "
+            "(or HOOKPROXY_API_KEYS, auth.api_keys) or listen on --host 127.0.0.1")
+
+
+def _describe_backends(proxy: Proxy, *, everything: bool = True) -> list[str]:
+    """One line per backend; without ``everything``, defaults that cannot serve are left out."""
     lines = []
     for backend in proxy.backends.values():
         state = backend.health()
+        if not everything and backend.instance.synthesized and not state.usable:
+            continue
         name = proxy.display_name(backend)
         label = f"{name} ({backend.id})" if name != backend.id else name
         if state.usable:
@@ -156,12 +178,14 @@ def _describe_backends(proxy: Proxy) -> list[str]:
     return lines
 
 
-def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
+def _load(
+    argv: Sequence[str], prog: str = "hookproxy", description: str = MAIN_DESCRIPTION
+) -> tuple[Proxy, dict[str, Any]]:
     try:
         pm = make_plugin_manager()
     except ConfigError as exc:
         _fail(exc.message)
-    args = build_parser(pm).parse_args(argv)
+    args = build_parser(pm, prog, description).parse_args(argv)
     values = {key: value for key, value in vars(args).items()
               if value is not None and key != "config"}
     try:
@@ -169,6 +193,35 @@ def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
     except ConfigError as exc:
         _fail(exc.message)
     return proxy, values
+
+
+def config_source_line(proxy: Proxy) -> str:
+    """Which config file is in use, or where none was found (so a start outside the repo is clear)."""
+    if proxy.config.path is not None:
+        return f"  config: {proxy.config.path}"
+    return (f"  config: none found (looked for {DEFAULT_CONFIG} in {Path.cwd()}); "
+            "run 'hookproxy init' to write one or pass --config FILE")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before the banner, so a busy port is one line, not a traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host") from exc
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the process using it or pick "
+            "another port with --port N (or HOOKPROXY_PORT)"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def config_from_env(env: Mapping[str, str]) -> str | None:
@@ -200,22 +253,27 @@ def serve(argv: Sequence[str]) -> None:
     setup_logging(settings.log_level, settings.log_file)
     if proxy.config.original_env_line:
         logging.getLogger("hookproxy.config").info("%s", proxy.config.original_env_line)
-    if not settings.auth_enabled and not _is_loopback(settings.host):
-        why = "auth is disabled" if settings.disable_auth else "no API key is configured"
-        _fail(
-            f"refusing to listen on {settings.host} because {why}; add a key with --api-key KEY "
-            "(or HOOKPROXY_API_KEYS, auth.api_keys) or listen on --host 127.0.0.1"
-        )
-    url = f"http://{settings.host}:{settings.port}/v1"
+    refusal = public_host_refusal(settings)
+    if refusal:
+        _fail(refusal)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except ConfigError as exc:
+        _fail(exc.message)
+    port = sock.getsockname()[1]
+    url = f"http://{settings.host}:{port}/v1"
     banner = f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})"
     print(banner, flush=True)
     logging.getLogger("hookproxy").info("%s", banner)  # so a --log file shows each start
-    print("\n".join(_describe_backends(proxy)) or "  no backends configured", flush=True)
-    serve_app(create_app(proxy), proxy)
+    print(config_source_line(proxy), flush=True)
+    print("\n".join(_describe_backends(proxy, everything=False)) or "  no backends configured", flush=True)
+    serve_app(create_app(proxy), proxy, sock)
 
 
 def plugins_command(argv: Sequence[str]) -> None:
-    proxy, _values = _load(argv)
+    proxy, _values = _load(argv, "hookproxy plugins",
+                           "List the installed plugins (name, distribution, hooks) and the state of every "
+                           "backend the configuration defines. Takes the same flags as 'hookproxy'.")
     for info in list_plugins(proxy.pm):
         version = f" {info.version}" if info.version else ""
         dist = f" ({info.distribution}{version})" if info.distribution else ""
@@ -225,9 +283,23 @@ def plugins_command(argv: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from .cli_commands import check_command, demo_command, init_command
+
+    commands: dict[str, Callable[[Sequence[str]], None]] = {
+        "plugins": plugins_command, "check": check_command, "init": init_command, "demo": demo_command,
+    }
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "plugins":
-        plugins_command(args[1:])
-    else:
-        serve(args)
+    if args[:1] == ["--version"]:
+        print(f"hookproxy {__version__}")
+        return
+    command = commands.get(args[0]) if args else None
+    try:
+        if command is not None:
+            command(args[1:])
+        else:
+            serve(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `hookproxy plugins | head`: the reader left; end quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 

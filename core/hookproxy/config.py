@@ -1,10 +1,10 @@
 """Configuration: YAML file + backend-instance files + ``HOOKPROXY_*`` env + CLI flags.
 
-Precedence is CLI > environment > YAML > defaults (C-7). Root YAML keys are validated and an
+Precedence is CLI > environment > YAML > defaults. Root YAML keys are validated and an
 unknown one is an error naming the key and the file. ``${VAR}`` (or ``${VAR:-default}``) in
 any YAML string is expanded from the environment; a missing variable without a default is a
 start-up error. Backend-instance files live in ``backends/backend-instances/`` next to the
-config file and are named ``<connector>.<name>.yaml`` (C-9).
+config file and are named ``<connector>.<name>.yaml``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,10 +33,11 @@ ENV_PREFIX = "HOOKPROXY_"
 INSTANCES_DIR = Path("backends") / "backend-instances"
 DEFAULT_CONFIG = Path("config") / "config.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ExtraModel = TypeVar("ExtraModel", bound=BaseModel)
 
 
 class FailoverRoute(BaseModel):
-    """A named failover route usable as a model name (F-5)."""
+    """A named failover route usable as a model name."""
 
     model_config = ConfigDict(extra="forbid")
     policy: Literal["ordered", "round-robin"] = "ordered"
@@ -50,49 +51,68 @@ def _split_keys(value: Any) -> Any:
     return value
 
 
+def _upper(value: Any) -> Any:
+    """Log levels are accepted in any case (``debug``, ``Info``)."""
+    return value.upper() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """Process-wide settings of the core. Field ``x`` is env ``HOOKPROXY_X`` and flag ``--x``."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    default_backend: str | None = None
-    force_model: str | None = None
-    timeout: float = Field(120.0, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    log_file: str | None = None
-    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    disable_auth: bool = False
-    # failure handling (F-1); YAML block ``failure_handling:``
-    max_silent_wait: float = Field(30.0, ge=0)
-    total_timeout_budget: float = Field(90.0, gt=0)
-    keepalive_interval: float = Field(8.0, gt=0)
-    max_failover_hops: int = Field(5, ge=0)
-    min_retry_wait: float = Field(1.0, ge=0)
-    stream_idle_timeout: float = Field(240.0, gt=0)
-    stream_max_lifetime: float = Field(900.0, gt=0)
-    shutdown_grace_period: float = Field(30.0, ge=0)
-    failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    default_backend: str | None = Field(
+        None, description="backend (or selector `a:m1|b:m2`) for a model without a `backend:` prefix; "
+        "unset, the one configured backend is the default")
+    force_model: str | None = Field(None, description="replace every request's model with this `[backend:]model`")
+    timeout: float = Field(120.0, gt=0, description="upstream timeout in seconds (per instance: `timeout:`)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="`DEBUG` `INFO` `WARNING` `ERROR` `CRITICAL`, any case")
+    log_file: str | None = Field(None, description="also write the log to this file")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body; larger gets 413")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="keys clients must send; none means auth is off (loopback only)")
+    disable_auth: bool = Field(False, description="accept requests without a key (loopback only)")
+    # failure handling; YAML block ``failure_handling:``
+    max_silent_wait: float = Field(30.0, ge=0, description="longest `Retry-After` (s) waited out before failing over")
+    total_timeout_budget: float = Field(90.0, gt=0, description="seconds for all retries and failover of a request")
+    keepalive_interval: float = Field(8.0, gt=0, description="seconds between `: keepalive` comments while waiting")
+    max_failover_hops: int = Field(5, ge=0, description="most backends tried after the first")
+    min_retry_wait: float = Field(1.0, ge=0, description="shortest wait (s) before a retry")
+    stream_idle_timeout: float = Field(240.0, gt=0, description="end a stream after this many seconds of silence")
+    stream_max_lifetime: float = Field(900.0, gt=0, description="end any stream after this many seconds")
+    shutdown_grace_period: float = Field(30.0, ge=0, description="on SIGTERM, seconds in-flight streams may finish")
+    failover_routes: dict[str, FailoverRoute] = Field(
+        default_factory=dict, description="named routes usable as a model: "
+        "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
     # upstream answers
-    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description=(
+        "largest non-streamed upstream answer; larger is a 502 that fails over"))
     # the HTTP server's own limits (hostile or broken clients); YAML block ``server:``
-    max_connections: int = Field(1000, gt=0)
-    max_header_bytes: int = Field(64 * 1024, ge=1024)
-    max_header_count: int = Field(100, gt=0)
-    header_timeout: float = Field(15.0, gt=0)
-    body_timeout: float = Field(120.0, gt=0)
-    keep_alive_timeout: float = Field(15.0, gt=0)
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    max_throttled_clients: int = Field(10_000, gt=0)
+    max_connections: int = Field(1000, gt=0, description=(
+        "most open client connections; at the cap the one idle the longest is closed, with none idle 503"))
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request line and headers; larger gets 431")
+    max_header_count: int = Field(100, gt=0, description="most request headers; more gets 431")
+    header_timeout: float = Field(15.0, gt=0, description=(
+        "seconds to send the request head (408); a socket that sends nothing is closed"))
+    body_timeout: float = Field(120.0, gt=0, description="seconds to send the whole request body (408)")
+    keep_alive_timeout: float = Field(15.0, gt=0, description="seconds before an idle keep-alive connection is closed")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "addresses or networks (`10.0.0.0/8`) whose `X-Forwarded-For` is believed; none: the TCP peer counts"))
+    max_throttled_clients: int = Field(10_000, gt=0, description="addresses the bad-key throttle remembers")
     # observability; YAML block ``observability:``
-    metrics: bool = True
-    access_log: Literal["off", "text", "json"] = "off"
+    metrics: bool = Field(True, description="serve `GET /metrics` (Prometheus text; needs the proxy key)")
+    access_log: Literal["off", "text", "json"] = Field(
+        "off", description="one line per request on the `hookproxy.access` logger: `off`, `text` or `json`")
     #: Per-model default request fields, the lowest precedence (below the client's own fields).
-    model_defaults: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    model_defaults: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per model, request fields used when the client sends none: "
+        "`{model: {field: value}}`")
 
     _split_api_keys = field_validator("api_keys", "trusted_proxies", mode="before")(_split_keys)
+    _upper_log_level = field_validator("log_level", mode="before")(_upper)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -137,9 +157,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "observability": ("metrics", "access_log"),
 }
-ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "log_file", "max_body_bytes", "max_response_bytes", "backends", "failover_routes", "model_defaults",
-             *SECTIONS}
+#: Other spellings of root keys, accepted as the key they name (``proxy_timeout: 60`` is ``timeout: 60``).
+YAML_ALIASES = {"proxy_timeout": "timeout"}
+ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "log_level", "log_file",
+             "max_body_bytes", "max_response_bytes", "backends", "failover_routes", "model_defaults", *SECTIONS,
+             *YAML_ALIASES}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 #: Settings fields given as JSON in the environment (``HOOKPROXY_FAILOVER_ROUTES='{...}'``).
 JSON_ENV_FIELDS = ("failover_routes", "model_defaults")
@@ -239,8 +261,8 @@ def _flatten_root(
                 if sub not in SECTIONS[key]:
                     raise ConfigError(f"{path}: unknown key {key}.{sub}; known: {', '.join(SECTIONS[key])}")
                 values[sub] = item
-        elif key == "proxy_timeout":
-            values["timeout"] = value
+        elif key in YAML_ALIASES:
+            values[YAML_ALIASES[key]] = value
         elif key != "backends":
             values[key] = value
     backends = data.get("backends") or {}
@@ -298,10 +320,35 @@ def build_settings(
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return init_settings, _Source(settings_cls, env_values), _Source(settings_cls, yaml_values)
 
+    cli_values = {key: value for key, value in cli.items() if value is not None}
     try:
-        return _Bound(**{key: value for key, value in cli.items() if value is not None})
+        return _Bound(**cli_values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        raise ConfigError(_describe_setting(exc, cli_values, env_values, where)) from exc
+
+
+def yaml_key(name: str) -> str:
+    """Where a Settings field lives in the YAML file (``failure_handling.max_silent_wait``)."""
+    for section, names in SECTIONS.items():
+        if name in names:
+            return f"{section}.{name}"
+    return name
+
+
+def _describe_setting(
+    exc: ValidationError, cli: Mapping[str, Any], env_values: Mapping[str, Any], where: str
+) -> str:
+    """Name the source that gave the bad value: the flag, the env var, or the file and key."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    rest = ".".join(str(part) for part in first["loc"][1:])
+    detail = f"{first['msg']} (got {first.get('input')!r})"
+    if name in cli:
+        return f"--{name.replace('_', '-')}: {detail}; fix the flag"
+    if name in env_values:
+        return f"environment variable {ENV_PREFIX}{name.upper()}: {detail}; fix or unset it"
+    key = ".".join(part for part in (yaml_key(name), rest) if part)
+    return f"{where}: {key}: {detail}"
 
 
 def _describe(exc: ValidationError, where: str) -> str:
@@ -313,7 +360,14 @@ def _describe(exc: ValidationError, where: str) -> str:
 # --- backend instances ---------------------------------------------------------------------
 
 
-def _instance(instance_id: str, body: Any, source: Path, default_connector: str | None) -> BackendInstance:
+def env_names(raw: Any) -> tuple[str, ...]:
+    """The ``${VAR}`` names a raw (not yet expanded) YAML string refers to."""
+    return tuple(match.group(1) for match in _VAR.finditer(raw)) if isinstance(raw, str) else ()
+
+
+def _instance(
+    instance_id: str, body: Any, source: Path, default_connector: str | None, raw: Any = None
+) -> BackendInstance:
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: backend {instance_id!r} must be a mapping")
     if "credentials_path" in body and isinstance(body.get("extra", {}), dict):
@@ -336,11 +390,12 @@ def _instance(instance_id: str, body: Any, source: Path, default_connector: str 
         timeout=parsed.timeout,
         extra=parsed.extra,
         source=source,
+        api_key_env=env_names(raw.get("api_key")) if isinstance(raw, dict) else (),
     )
 
 
 def load_instance_files(directory: Path, env: Mapping[str, str]) -> list[BackendInstance]:
-    """Read ``<connector>.<name>.yaml`` files (C-9); a non-mapping file is skipped with a warning."""
+    """Read ``<connector>.<name>.yaml`` files; a non-mapping file is skipped with a warning."""
     instances: list[BackendInstance] = []
     if not directory.is_dir():
         return instances
@@ -350,12 +405,12 @@ def load_instance_files(directory: Path, env: Mapping[str, str]) -> list[Backend
         if not dot or not name:
             log.warning("skipping %s: instance files are named <connector>.<name>.yaml", path)
             continue
-        data = read_yaml(path)
-        if not isinstance(data, dict):
+        raw = read_yaml(path)
+        if not isinstance(raw, dict):
             log.warning("skipping %s: its top level is not a mapping", path)
             continue
-        data = expand_env(data, where=str(path), env=env)
-        instances.append(_instance(stem, data, path, connector))
+        data = expand_env(raw, where=str(path), env=env)
+        instances.append(_instance(stem, data, path, connector, raw))
     return instances
 
 
@@ -375,6 +430,7 @@ def load_config(
     cli = cli or {}
     yaml_values: dict[str, Any] = {}
     backends: dict[str, Any] = {}
+    raw_backends: Any = None
     instances: list[BackendInstance] = []
     if path is not None:
         data = read_yaml(path)
@@ -382,12 +438,14 @@ def load_config(
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of settings")
+        raw_backends = data.get("backends")
         data = expand_env(data, where=str(path), env=env)
         yaml_values, backends = _flatten_root(data, path, moved_keys)
     plugin_values: dict[str, Any] = {}
+    raw_backends = raw_backends if isinstance(raw_backends, dict) else {}
     for key, value in backends.items():
         if isinstance(value, dict):
-            instances.append(_instance(key, value, path or Path("<config>"), None))
+            instances.append(_instance(key, value, path or Path("<config>"), None, raw_backends.get(key)))
         elif key in CORE_BACKEND_SETTINGS:
             yaml_values.setdefault(key, value)
         elif key == "static_route":  # the original's name: a strict BACKEND:MODEL force_model
@@ -420,6 +478,16 @@ def default_config_path(explicit: str | None) -> Path | None:
             raise ConfigError(f"config file {path} does not exist; pass --config with an existing file")
         return path
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def validate_extra(model: type[ExtraModel], instance: BackendInstance) -> ExtraModel:
+    """Validate an instance's ``extra:`` block with a connector's model; errors name file and key."""
+    try:
+        return model.model_validate(dict(instance.extra))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        key = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(f"{instance.where()}: extra.{key}: {problem['msg']}") from exc
 
 
 # --- plugin settings ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Every failed attempt is offered to plugins through ``on_rate_limit`` first (the qwen-oauth
 connector's single retry lives there); when no plugin decides, :func:`core_policy` applies the
-seed's rules (F-2). The attempt loop that acts on these decisions (waits, budget, hops) is
+failover table of the README. The attempt loop that acts on these decisions (waits, budget, hops) is
 :mod:`hookproxy.failover`; recovery only happens before the first byte reached the client.
 """
 
@@ -49,7 +49,7 @@ def defaults_for(defaults: Mapping[str, Mapping[str, Any]], route: Route, backen
 
 
 def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
-    """Resolve bare models through failover_routes or the default backend (C-1, F-5)."""
+    """Resolve bare models through failover_routes or the default backend."""
     settings = proxy.settings
     candidates: list[Route] = []
     for route in routes:
@@ -68,9 +68,8 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
                     candidates.append(Route(element.model, route.model, route.params, f"{element.model}:{route.raw}"))
                 else:
                     candidates.append(Route(element.backend, element.model, {**element.params, **route.params}))
-        elif len(proxy.backends) == 1:
-            (only,) = proxy.backends
-            candidates.append(Route(only, route.model, route.params, route.raw))
+        elif len(configured := proxy.configured_backends()) == 1:
+            candidates.append(Route(configured[0].id, route.model, route.params, route.raw))
         else:
             known = ", ".join(sorted(proxy.aliases)) or "none"
             raise InvalidRequest(
@@ -87,7 +86,7 @@ FAILOVER_STATUSES = frozenset({401, 403, 404, 408})
 
 
 def core_policy(settings: Settings, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
-    """The seed's failure handling (F-2) for when no plugin decided.
+    """What to do after a failed attempt when no plugin decided (the README's failover table).
 
     Retries stay on the same backend once (``call.attempt == 1``): a backend that fails twice is
     better replaced than hammered, and the qwen-oauth plugin's own retry already ran first.

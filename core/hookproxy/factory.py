@@ -18,7 +18,7 @@ from .errors import ConfigError, InvalidRequest, UnknownBackend
 from .original_names import describe, fold_aliases, plugin_aliases
 from .plugins import make_plugin_manager, settings_models
 from .proxy import Proxy
-from .routing import parse_chain
+from .routing import parse_chain, parse_route
 
 
 def build_proxy(
@@ -53,6 +53,7 @@ def build_proxy(
         )
     proxy = Proxy(pm, config, plugin_settings, transport=transport)
     check_default_routes(proxy)
+    check_failover_routes(proxy, where)
     return proxy
 
 
@@ -86,9 +87,30 @@ def check_default_routes(proxy: Proxy) -> None:
                 ) from None
 
 
+def check_failover_routes(proxy: Proxy, where: str) -> None:
+    """Every backend a named failover route lists must exist: a typo is found at start, not when used."""
+    for name, route in proxy.settings.failover_routes.items():
+        for element in route.elements:
+            try:
+                backend = parse_route(element).backend
+            except InvalidRequest as exc:
+                raise ConfigError(f"{where}: failover_routes.{name}: {exc.message}") from None
+            if backend is None:
+                continue  # a bare model goes to the default backend
+            try:
+                proxy.lookup(backend)
+            except UnknownBackend:
+                known = ", ".join(sorted(proxy.aliases)) or "none configured"
+                raise ConfigError(
+                    f"{where}: failover_routes.{name} names unknown backend {backend!r} in {element!r}; "
+                    f"known backends: {known}"
+                ) from None
+
+
 def build_app(
     config_path: Path | None = None,
     cli: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> FastAPI:
     return create_app(build_proxy(config_path, cli, **kwargs))
+

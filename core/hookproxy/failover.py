@@ -1,4 +1,4 @@
-"""The attempt loop: try candidates in order, retry, wait, fail over, or give up (F-2..F-4).
+"""The attempt loop: try candidates in order, retry, wait, fail over, or give up.
 
 :class:`Attempts` keeps the state of one request's attempts and is driven from outside:
 ``next()`` returns a :class:`~hookproxy.Reply`, or the seconds to wait before calling it again.
@@ -97,6 +97,7 @@ class Attempts:
             attempt = call.attempt
             began = time.perf_counter()
             try:
+                _check_usable(backend)
                 if has_next or self.count > 1:
                     reply = await self._guarded(backend, call, has_next)
                 else:
@@ -210,6 +211,13 @@ class Attempts:
                 hint = max(1.0, self.proxy.settings.min_retry_wait)
             error.headers["Retry-After"] = str(max(1, math.ceil(hint)))
         return error
+
+
+def _check_usable(backend: Backend) -> None:
+    """A backend not usable as configured (an empty key) is refused here, before anything is sent."""
+    refusal = backend.refusal()
+    if refusal is not None:
+        raise refusal
 
 
 def _describe(error: UpstreamError) -> str:

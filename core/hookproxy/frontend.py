@@ -190,7 +190,7 @@ class Frontend:
     def started(self, event: SSEEvent, backend: str, need_output: bool) -> bool:
         """Judge one event at the start of a stream in this protocol (see ``streamcheck``):
         True once output has started (or, without ``need_output``, on any valid event), False to
-        keep reading, raise :class:`~hookproxy.streamcheck.BadStream` for a failed start."""
+        keep reading, raise :class:`hookproxy.BadStream` for a failed start."""
         from .streamcheck import openai_started
 
         return openai_started(event, backend, need_output)

@@ -58,8 +58,8 @@ def resolve_backend(instance: BackendInstance, proxy: Proxy) -> Backend | None:
     ``instance.extra`` with your own pydantic model and raise
     :class:`~hookproxy.errors.ConfigError` naming ``instance.where()`` and the key on a bad
     value. ``instance.synthesized`` is true for the default instance offered to connectors
-    nobody configured; return ``None`` for it if your backend cannot work without
-    configuration. Must not do network I/O. Stops at the first non-``None`` result.
+    nobody configured; the core keeps it only when the returned backend sets
+    ``serves_unconfigured = True``. Must not do network I/O. Stops at the first non-``None`` result.
     """
 
 

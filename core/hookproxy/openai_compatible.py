@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .backend import BackendInstance, ChatCall, Health, HTTPBackend, UpstreamRequest
+from .config import validate_extra
 from .errors import ConfigError
 from .hookspecs import hookimpl
 
@@ -47,7 +48,9 @@ class OpenAICompatibleBackend(HTTPBackend):
 
     def health(self) -> Health:
         if self.instance.api_key == "":
-            return Health(False, f"api_key is empty for {self.instance.where()}; set its environment variable")
+            names = " or ".join(self.instance.api_key_env)
+            fix = f"set {names} in the environment" if names else "set api_key"
+            return Health(False, f"api_key is empty for {self.instance.where()}; {fix}")
         return super().health()
 
 
@@ -55,12 +58,7 @@ class OpenAICompatibleBackend(HTTPBackend):
 def resolve_backend(instance: BackendInstance) -> OpenAICompatibleBackend | None:
     if instance.connector != CONNECTOR or instance.synthesized:
         return None
-    try:
-        extra = OpenAICompatibleExtra.model_validate(dict(instance.extra))
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        key = ".".join(str(part) for part in problem["loc"])
-        raise ConfigError(f"{instance.where()}: extra.{key}: {problem['msg']}") from exc
+    extra = validate_extra(OpenAICompatibleExtra, instance)
     if not instance.api_url:
         raise ConfigError(f"{instance.where()}: api_url is required (e.g. https://api.example.com/v1)")
     return OpenAICompatibleBackend(instance, extra)

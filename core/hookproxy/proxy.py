@@ -84,7 +84,8 @@ class Proxy:
         return value
 
     def _resolve_backends(self, instances: list[BackendInstance]) -> None:
-        connectors = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
+        # A connector is a plugin that resolves backends (front ends and helpers are not).
+        connectors = {impl.plugin_name for impl in self.pm.hook.resolve_backend.get_hookimpls()}
         configured = {instance.connector for instance in instances}
         synthesized = [
             BackendInstance(id=f"{name}.default", connector=name, synthesized=True)
@@ -92,18 +93,33 @@ class Proxy:
         ]
         for instance in [*instances, *synthesized]:
             if instance.connector not in connectors:
-                installed = ", ".join(sorted(connectors))
-                reason = f"no plugin provides connector {instance.connector!r} (installed: {installed})"
-                self.skipped[instance.id] = reason
-                log.warning("skipping %s: %s", instance.where(), reason)
+                self._skip_unknown_connector(instance, connectors)
                 continue
             backend = self.pm.hook.resolve_backend(instance=instance, proxy=self)
             if backend is None:
                 if not instance.synthesized:
                     raise ConfigError(f"{instance.where()}: connector {instance.connector!r} did not accept it")
                 continue
+            if instance.synthesized and not backend.serves_unconfigured:
+                continue  # the plugin needs configuration: an installed plugin adds no backend by itself
             self.backends[instance.id] = backend
         self.aliases = _aliases(self.backends)
+
+    def _skip_unknown_connector(self, instance: BackendInstance, connectors: set[str]) -> None:
+        """A connector of a plugin blocked by HOOKPROXY_DISABLE_PLUGINS is skipped; any other is a typo."""
+        installed = ", ".join(sorted(connectors))
+        if not self.pm.is_blocked(instance.connector):
+            raise ConfigError(
+                f"{instance.where()}: no installed plugin provides connector {instance.connector!r}; "
+                f"use one of: {installed} (or install the plugin that provides it)"
+            )
+        reason = f"plugin {instance.connector!r} is disabled by HOOKPROXY_DISABLE_PLUGINS"
+        self.skipped[instance.id] = reason
+        log.info("skipping %s: %s", instance.where(), reason)
+
+    def configured_backends(self) -> list[Backend]:
+        """The backends the user configured (not the defaults plugins serve without configuration)."""
+        return [backend for backend in self.backends.values() if not backend.instance.synthesized]
 
     def _register_frontend(self, frontend: Frontend) -> None:
         if not isinstance(frontend, Frontend):
@@ -370,7 +386,7 @@ async def _upstream_error(backend: HTTPBackend, response: UpstreamResponse, deco
 
 
 def _aliases(backends: Mapping[str, Backend]) -> dict[str, str]:
-    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique (C-9)."""
+    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique."""
     by_connector: dict[str, list[str]] = {}
     by_name: dict[str, list[str]] = {}
     for backend_id, backend in backends.items():

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import math
 import resource
+import socket
 from collections import OrderedDict
 from typing import Any
 
@@ -231,13 +232,13 @@ def raise_fd_limit(settings: Settings) -> None:
                     "raise it with ulimit -n or lower max_connections", target, settings.max_connections, wanted)
 
 
-def uvicorn_config(app: Any, proxy: Proxy) -> uvicorn.Config:
+def uvicorn_config(app: Any, proxy: Proxy, port: int | None = None) -> uvicorn.Config:
     """uvicorn's configuration for serving ``app`` with the proxy's limits."""
     settings = proxy.settings
     return uvicorn.Config(
         app,
         host=settings.host,
-        port=settings.port,
+        port=settings.port if port is None else port,
         loop="auto",
         http=protocol_class(settings),
         log_level=settings.log_level.lower(),
@@ -269,6 +270,7 @@ class Server(uvicorn.Server):
             ender.cancel()
 
 
-def serve(app: Any, proxy: Proxy) -> None:
+def serve(app: Any, proxy: Proxy, sock: socket.socket) -> None:
+    """Serve ``app`` on the already bound ``sock`` (the CLI binds first to report a busy port)."""
     raise_fd_limit(proxy.settings)
-    Server(uvicorn_config(app, proxy), proxy).run()
+    Server(uvicorn_config(app, proxy, sock.getsockname()[1]), proxy).run(sockets=[sock])

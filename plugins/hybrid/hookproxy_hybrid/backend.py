@@ -1,7 +1,7 @@
 """The hybrid backend: one request, two phases, each served by the core (``proxy.complete``).
 
 Streaming clients watch the reasoning live. To keep real HTTP statuses for errors (401/403/429
-of either phase, H-21 decision), the reasoning stream is opened, and its first piece awaited,
+of either phase), the reasoning stream is opened, and its first piece awaited,
 before the reply is returned; when nothing was streamed yet (reasoning skipped, empty, timed
 out), the execution stream is opened before returning as well. Only an execution failure after
 reasoning bytes went out becomes the core's in-stream error event.
@@ -71,13 +71,16 @@ EXTRA_BODY_DROP = ("backend_type", "model", "session_id", PROBABILITY_OVERRIDE)
 class HybridBackend(Backend):
     """The ``hybrid`` connector; its one (usually synthesized) instance serves ``hybrid:[...]``."""
 
+    #: It only composes other backends, so it needs no configuration of its own.
+    serves_unconfigured = True
+
     def __init__(self, instance: BackendInstance, proxy: Proxy) -> None:
         super().__init__(instance)
         self._proxy = proxy
         self.backoff = LatencyBackoff()
 
     def models(self) -> list[str]:
-        return []  # H-30: a virtual backend lists nothing
+        return []  # a virtual backend: its models are those of the backends it composes
 
     def health(self) -> Health:
         if self._proxy.settings_for(HybridSettings).disable_hybrid_backend:
@@ -102,7 +105,7 @@ class HybridBackend(Backend):
 
 @dataclass
 class Phase:
-    """One side of the spec, resolved: its selector, backend kinds and request body (H-8..H-11)."""
+    """One side of the spec, resolved: its selector, backend kinds and request body."""
 
     name: str
     selector: str
@@ -136,7 +139,7 @@ class Phase:
 
 
 def phase_error(phase: str, exc: ProxyError) -> ProxyError:
-    """H-16/H-21: client errors (4xx, incl. 401/403/429) keep their status; the rest is a 502."""
+    """Client errors (4xx, incl. 401/403/429) keep their status; the rest is a 502."""
     if not isinstance(exc, UpstreamError) or exc.status < 500:
         return exc
     return ProxyError(f"Hybrid backend error ({phase} phase): {exc.message}", status=502,
@@ -182,7 +185,7 @@ class HybridRun:
     # --- phases -----------------------------------------------------------------------------
 
     async def _open_reasoning(self) -> Capture | None:
-        """H-12: always streamed, failover off; ``None`` when the timeout hit before a reply."""
+        """Always streamed, failover off; ``None`` when the timeout hit before a reply."""
         loop = asyncio.get_running_loop()
         self._started = loop.time()
         deadline = self._started + self.settings.hybrid_reasoning_model_timeout
@@ -199,7 +202,7 @@ class HybridRun:
         return Capture(reply, deadline)
 
     def _finished(self, capture: Capture | None) -> str:
-        """Record the latency (H-25) and return the reasoning to inject (empty on timeout, H-15)."""
+        """Record the latency (for the backoff) and return the reasoning to inject (empty on timeout)."""
         elapsed = asyncio.get_running_loop().time() - self._started
         self.backoff.record(self._conversation, elapsed, self.settings)
         if capture is None or capture.timed_out:
@@ -240,7 +243,7 @@ class HybridRun:
         return f"reasoning=used; reason={self.decision.reason}; stop={capture.stop_reason}"
 
     def _short_circuit(self, capture: Capture | None) -> bool:
-        """H-26: tool calls and no reasoning text: the reasoning model's calls are the answer."""
+        """Tool calls and no reasoning text: the reasoning model's calls are the answer."""
         return bool(capture and capture.tool_calls.calls and not capture.text and not capture.timed_out)
 
     async def complete(self) -> Reply:
@@ -336,7 +339,7 @@ class HybridRun:
 
 
 def add_reasoning(body: dict[str, Any], plain: str, tag: str) -> None:
-    """H-29: the reasoning goes on every choice's message (or under ``metadata`` without choices)."""
+    """The reasoning goes on every choice's message (or under ``metadata`` without choices)."""
     if not plain:
         return
     fields = {"reasoning": wrap(plain, tag), "reasoning_content": plain}

@@ -1,7 +1,7 @@
 """Settings, per-backend presets and the run-reasoning-or-not decision.
 
-Presets, tag styles and system-message support are keyed by backend *kind* (H-9, H-10, H-17,
-H-18). A hybrid side names a backend instance, so the kind is the first of these that has an
+Presets, tag styles and system-message support are keyed by backend *kind*.
+A hybrid side names a backend instance, so the kind is the first of these that has an
 entry in a table: the name the user wrote in the spec (``minimax``), the instance's own name
 (``openai-compatible.minimax`` -> ``minimax``), then its connector (``qwen-oauth``). That lets
 an ``openai-compatible`` block named ``minimax`` get MiniMax's presets, and a qwen-oauth
@@ -27,7 +27,7 @@ PROBABILITY_OVERRIDE = "_temp_hybrid_reasoning_probability"
 
 
 class HybridSettings(BaseModel):
-    """The seed's hybrid settings (H-31, H-32); the core makes flags, env vars and YAML keys."""
+    """The hybrid's settings (the plugin README lists them); the core makes flags, env vars and YAML keys."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -121,12 +121,12 @@ class Decision:
 
 
 def user_turns(messages: Sequence[Any]) -> int:
-    """H-24 decision: a stateless proxy counts the ``user`` messages of the request."""
+    """A stateless proxy counts the ``user`` messages of the request."""
     return sum(1 for message in messages if isinstance(message, dict) and message.get("role") == "user")
 
 
 def request_probability(body: Mapping[str, Any], default: float) -> float:
-    """H-23: ``extra_body._temp_hybrid_reasoning_probability`` (or top level, as SDKs flatten it)."""
+    """The per-request override ``extra_body._temp_hybrid_reasoning_probability`` (or top level, as SDKs flatten it)."""
     extra = body.get("extra_body")
     raw = extra.get(PROBABILITY_OVERRIDE) if isinstance(extra, dict) else None
     if raw is None:
@@ -151,9 +151,9 @@ def decide(
     backoff: Callable[[], bool] = lambda: False,
     rng: Callable[[], float] = random.random,
 ) -> Decision:
-    """H-22/H-24 decision: run iff p > 0 and (turns <= forced turns or random() < p).
+    """Run iff p > 0 and (turns <= forced turns or random() < p).
 
-    ``backoff`` (H-25) is asked only for non-forced turns, since asking uses up a skip.
+    ``backoff`` is asked only for non-forced turns, since asking uses up a skip.
     """
     if probability <= 0.0:
         return Decision(False, "probability")
@@ -167,7 +167,7 @@ def decide(
 
 
 class LatencyBackoff:
-    """H-25 adaptive backoff, per conversation (the H-25 decision) rather than per connector.
+    """Adaptive backoff after slow reasoning, per conversation rather than per connector.
 
     The proxy is stateless, so a conversation is recognised by its system prompt and first user
     message, which stay the same while the history grows. Bounded, oldest forgotten first.

@@ -71,7 +71,7 @@ def _claim_credentials(backend: QwenOAuthBackend, proxy: Proxy) -> None:
 
 @hookimpl
 def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) -> Awaitable[None] | None:
-    """The gate is checked here, synchronously, before any file or network I/O (Q-44)."""
+    """The gate is checked here, synchronously, before any file or network I/O."""
     if not isinstance(backend, QwenOAuthBackend):
         return None
     backend.check_gate()
@@ -80,8 +80,8 @@ def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) 
 
 @hookimpl
 def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:
-    """One forced refresh after an auth error (§1.7: 401/403 or its phrases); one held retry of a
-    rate limit (R-1)."""
+    """One forced refresh after an auth error (401/403, or the phrases the official client
+    reads as a rejected token); one held retry of a rate limit."""
     if not isinstance(backend, QwenOAuthBackend):
         return None
     state = call.state.setdefault(STATE_KEY, {})
@@ -96,7 +96,7 @@ def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> Ret
             state["rate_limit_retried"] = True
             return RetryDecision("retry", wait, f"Qwen OAuth initial rate-limit retry ({why})")
         if not state.get("rate_limit_retried"):
-            # R-12: retry turned off means no hidden wait here either (the core would wait on Retry-After).
+            # Retry turned off means no hidden wait here either (the core would wait on Retry-After).
             return RetryDecision("failover", 0.0, "Qwen OAuth initial rate-limit retry is disabled")
         return None
     log.warning("%s: the qwen-oauth connector does not retry an upstream HTTP %s; the proxy's failure handling "

@@ -1,6 +1,6 @@
 """Valid access tokens on demand: cached credentials, one refresh at a time, safe beside the CLI.
 
-Why it looks like this (protocol §1.3-§1.5, Q-9..Q-16):
+Why it looks like this (it follows what the official Qwen client does):
 
 * The file is re-read when its mtime changes (checked at most every ``check_interval`` seconds,
   or always when a caller asks), so a token the ``qwen`` CLI refreshed is used without restart.
@@ -202,7 +202,7 @@ class TokenManager:
         return new
 
     def _fallback(self, current: Credentials, why: str) -> Credentials:
-        """Use the old token while it is not really expired (Q-14); else a clear 502.
+        """Use the old token while it is not really expired; else a clear 502.
 
         The 502 is not an upstream error: no chat request was sent, and retrying at once would
         only call the token endpoint again, so the core answers it without a retry.
@@ -236,7 +236,7 @@ class TokenManager:
 
 
 def _check_reply(reply: Any) -> dict[str, Any]:
-    """A success reply needs a non-empty ``access_token`` and a numeric ``expires_in`` (Q-10)."""
+    """A success reply needs a non-empty ``access_token`` and a numeric ``expires_in``."""
     if not isinstance(reply, dict) or "error" in reply:
         raise _RefreshUnavailable("token endpoint returned an error object")
     token = reply.get("access_token")

@@ -238,3 +238,13 @@ def test_resource_url_gives_the_base_url(
     write_creds(creds_path, resource_url="https://x.example/v1/")
     backend.tokens.peek()
     assert backend.base_url() == "https://x.example/v1"
+
+
+def test_a_closed_gate_does_not_warn_about_missing_credentials(
+        qwen_config: Callable[..., Path], caplog: pytest.LogCaptureFixture) -> None:
+    path = qwen_config(enable_qwen_oauth_backend_debugging_override=False)
+    with caplog.at_level("WARNING"):
+        proxy = build_proxy(path, env={})
+        state = proxy.backends["qwen-oauth.test"].health()
+    assert not state.usable and "gate closed" in (state.reason or "")
+    assert caplog.records == []
