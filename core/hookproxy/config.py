@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # observability; YAML block ``observability:``
     metrics: bool = Field(True, description="serve `GET /metrics` (Prometheus text; needs the proxy key)")
     access_log: Literal["off", "text", "json"] = Field(
-        "off", description="one line per request on the `hookproxy.access` logger: `off`, `text` or `json`")
+        "off", description="one line per request on standard error: `off`, `text` or `json` (JSON Lines)")
     #: Per-model default request fields, the lowest precedence (below the client's own fields).
     model_defaults: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per model, request fields used when the client sends none: "

@@ -1,26 +1,39 @@
-"""One access-log line per client request, on the ``hookproxy.access`` logger.
+"""One access-log line per client request, written to standard error in batches.
 
 ``access_log: text`` (or ``--access-log text``) writes ``key=value`` pairs, ``json`` one JSON
-object per line; ``off`` (the default) writes nothing. The fields are those of
-:class:`~hookproxy.observe.RequestEnded`; the proxy key appears only as its id.
+object per line (JSON Lines, ready for a log shipper); ``off`` (the default) writes nothing. The
+fields are those of :class:`~hookproxy.observe.RequestEnded`, after a UTC timestamp; the proxy
+key appears only as its id.
+
+Why not the ``logging`` module: a log record per request (record, formatter, handler lock, one
+write and flush each) cost about 20 µs, several percent of the proxy's whole per-request budget.
+Lines are formatted at once and written together, at most every quarter second or 256 lines,
+and at exit; a line is never lost to a crash of the request, only to a crash of the process.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+import asyncio
+import atexit
+import sys
+import time
+import weakref
+from typing import Any, TextIO
 
 import orjson
 
 from hookproxy import Proxy, hookimpl
 from hookproxy.observe import RequestEnded
 
-log = logging.getLogger("hookproxy.access")
+FLUSH_SECONDS = 0.25
+FLUSH_LINES = 256
 
 
 def fields(event: RequestEnded) -> dict[str, Any]:
     usage = event.usage
     return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.started + event.duration))
+        + f".{int((event.started + event.duration) % 1 * 1000):03d}Z",
         "request_id": event.request_id,
         "key_id": event.key_id,
         "frontend": event.frontend,
@@ -42,13 +55,60 @@ def fields(event: RequestEnded) -> dict[str, Any]:
     }
 
 
+def format_line(event: RequestEnded, style: str) -> str:
+    values = fields(event)
+    if style == "json":
+        return orjson.dumps(values).decode()
+    return "access " + " ".join(f"{key}={'-' if value is None else value}" for key, value in values.items())
+
+
+class AccessLog:
+    """Buffered lines for one stream, flushed by a timer, by size, and at exit."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) >= FLUSH_LINES:
+            self.flush()
+        elif len(self.lines) == 1:
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # no loop (a synchronous caller): write now
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        text = "\n".join(self.lines) + "\n"
+        self.lines.clear()
+        stream = self.stream or sys.stderr
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # a closed stream at exit: nothing to do
+            pass
+
+
+_logs: weakref.WeakKeyDictionary[Proxy, AccessLog] = weakref.WeakKeyDictionary()
+
+
+def _flush_all() -> None:
+    for access_log in list(_logs.values()):
+        access_log.flush()
+
+
+atexit.register(_flush_all)
+
+
 @hookimpl
 def request_ended(event: RequestEnded, proxy: Proxy) -> None:
     style = proxy.settings.access_log
-    if style == "off" or not log.isEnabledFor(logging.INFO):
+    if style == "off":
         return
-    values = fields(event)
-    if style == "json":
-        log.info("%s", orjson.dumps(values).decode())
-    else:
-        log.info("%s", " ".join(f"{key}={'-' if value is None else value}" for key, value in values.items()))
+    access_log = _logs.get(proxy)
+    if access_log is None:
+        access_log = _logs[proxy] = AccessLog()
+    access_log.add(format_line(event, style))
