@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command: benchmark hookproxy beside the direct floor, the naive FastAPI+httpx proxy and LiteLLM.
 #
-#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive aiohttp litellm hookproxy"
+#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive aiohttp litellm hookproxy responses"
 #   TARGETS="direct aiohttp hookproxy hookproxy_aiohttp" bench/run.sh   # also hookproxy on its aiohttp fallback
 #   REPEATS=1 SKIP_LITELLM=1 bench/run.sh # quick look, no LiteLLM (skips its ~750 MiB install)
 #   HOOKPROXY_REF=worktree bench/run.sh   # measure the working tree instead of a commit
@@ -31,8 +31,8 @@ HOOKPROXY_REF=${HOOKPROXY_REF:-HEAD}
 HOOKPROXY_PY=${HOOKPROXY_PY:-$REPO/.venv/bin/python}
 CONFIG=${HOOKPROXY_CONFIG:-$HERE/config/config.yaml}
 if [ -z "${TARGETS:-}" ]; then
-  TARGETS="direct naive aiohttp litellm hookproxy"
-  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive aiohttp hookproxy"
+  TARGETS="direct naive aiohttp litellm hookproxy responses"
+  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive aiohttp hookproxy responses"
 fi
 export TARGETS
 export OUT=${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)}
@@ -92,6 +92,10 @@ export HOOKPROXY_AIOHTTP_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy
 AIOHTTP_PORT=${AIOHTTP_PORT:-9010}
 export AIOHTTP_URL=http://127.0.0.1:$AIOHTTP_PORT
 export AIOHTTP_CMD="UPSTREAM_BASE=http://127.0.0.1:${UPSTREAM_PORT:-8001} UPSTREAM_API_KEY=sk-fake exec $HERE/.venv-bench/bin/uvicorn naive_proxy_aiohttp:app --host 127.0.0.1 --port $AIOHTTP_PORT --loop uvloop --http httptools --no-access-log --log-level warning --workers 1"
+# Target `responses`: the same hookproxy, driven through POST /v1/responses (the Responses front
+# end): non-streaming c=1/64 and 64 paced streams, to compare its CPU per request with the chat path.
+export RESPONSES_URL=$HOOKPROXY_URL RESPONSES_MODEL=fake RESPONSES_KEY=sk-bench RESPONSES_CMD=$HOOKPROXY_CMD
+export RESPONSES_ARGS="--api responses --conc 1,64 --stream-spec 64:50:10"
 # Other work on the machine (test suites ...) is noise: log every process above 5% CPU every 5 s.
 setsid bash -c 'taskset -c "$1" top -b -d 5 -c -w 200 2>/dev/null \
     | awk '"'"'/^top -/ {t=$3} $1 ~ /^[0-9]+$/ && $9+0 > 5 {print t, $0; fflush()}'"'"' > "$2"' \

@@ -22,18 +22,29 @@ def test_repeated_bad_keys_are_throttled_with_429_and_retry_after(proxy_for):
     running = proxy_for()
     with running.client() as client:
         assert [_ask(client, "wrong").status_code for _ in range(5)] == [401] * 5
-        blocked = _ask(client, PROXY_KEY)
+        blocked = _ask(client, "wrong")
     assert blocked.status_code == 429
     assert blocked.headers["retry-after"] == "30"
     assert blocked.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_a_good_key_resets_the_count(proxy_for):
+def test_a_valid_key_always_gets_in_even_from_a_blocked_address(proxy_for):
+    """Anyone behind the same NAT (or any local process) must not be able to lock users out."""
+    running = proxy_for()
+    with running.client() as client:
+        assert [_ask(client, "wrong").status_code for _ in range(5)] == [401] * 5
+        assert _ask(client, "wrong").status_code == 429
+        assert [_ask(client, PROXY_KEY).status_code for _ in range(3)] == [200] * 3
+        assert _ask(client, "wrong").status_code == 429  # a good key does not lift the block
+
+
+def test_a_good_key_does_not_reset_the_count_of_failures(proxy_for):
+    """Else a busy user would let a neighbour on the same address guess forever."""
     running = proxy_for()
     with running.client() as client:
         assert [_ask(client, "wrong").status_code for _ in range(4)] == [401] * 4
         assert _ask(client, PROXY_KEY).status_code == 200
-        assert [_ask(client, "wrong").status_code for _ in range(4)] == [401] * 4
+        assert [_ask(client, "wrong").status_code for _ in range(2)] == [401, 429]
 
 
 class _Clock:
@@ -87,3 +98,13 @@ def test_other_addresses_are_not_blocked(clock):
     guard.success("10.0.0.1")
     guard.check("10.0.0.1")
     assert not guard.active
+
+
+def test_the_table_is_bounded_under_a_scan_from_many_addresses(clock):
+    guard = BruteForceGuard(max_failures=5, max_clients=100)
+    for index in range(5000):
+        guard.failure(f"10.{index // 65536}.{index // 256 % 256}.{index % 256}")
+        assert len(guard._records) <= 100
+    _fail(guard, 5, "192.0.2.1")  # a recent attacker is still blocked
+    with pytest.raises(RateLimited):
+        guard.check("192.0.2.1")

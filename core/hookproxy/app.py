@@ -14,7 +14,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -53,8 +53,10 @@ class Authenticator:
     """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
     ``x-goog-api-key`` or the ``api_key`` query parameter.
 
-    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`; its
-    table is empty until a bad key arrives, so good traffic pays one truth test.
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`. Only
+    failures are throttled: a valid key always gets in, even from a blocked address (anyone
+    behind the same NAT, or any local process, could otherwise lock every user out), and it
+    does not clear the address's failures (else one busy user would let a neighbour guess on).
     """
 
     def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
@@ -69,15 +71,7 @@ class Authenticator:
     def check(self, head: RequestHead) -> None:
         if not self._keys:
             return
-        guard = self.guard
-        if guard.active:
-            guard.check(head.client)
-        supplied = head.api_key
-        authorization = head.authorization
-        if supplied is None and authorization and authorization.startswith("Bearer "):
-            supplied = authorization[7:].strip()
-        if supplied is None and head.query_string:
-            supplied = query_api_key(head.query_string)
+        supplied = supplied_key(head)
         if supplied is not None:
             candidate = supplied.encode()
             matched = -1
@@ -86,14 +80,26 @@ class Authenticator:
                     matched = index
             if matched >= 0:
                 head.key_id = self._ids[matched]
-                if guard.active:
-                    guard.success(head.client)
                 return
+        guard = self.guard
+        guard.check(head.client)
         guard.failure(head.client)
         raise AuthenticationFailed(
             "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
             "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
         )
+
+
+def supplied_key(head: RequestHead) -> str | None:
+    """The proxy key a request carries (``x-api-key``, ``Authorization: Bearer``, ``?api_key=``)."""
+    if head.api_key is not None:
+        return head.api_key
+    authorization = head.authorization
+    if authorization and authorization.startswith("Bearer "):
+        return authorization[7:].strip()
+    if head.query_string:
+        return query_api_key(head.query_string)
+    return None
 
 
 def key_id(key: str) -> str:
@@ -123,11 +129,10 @@ class HookproxyApp(FrontendMiddleware):
         self.state = fastapi.state
 
 
-def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -> HookproxyApp:
-    """Build the app around a configured :class:`Proxy` (one per app).
-
-    ``after_start`` runs inside the event loop once the proxy started (the CLI settles memory there).
-    """
+def _lifespan(
+    proxy: Proxy, after_start: Callable[[], None] | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the proxy (its upstream clients), run ``after_start``, close it all at shutdown."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncGenerator[None, None]:
@@ -139,9 +144,22 @@ def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -
         finally:
             await proxy.aclose()
 
-    app = FastAPI(title="hookproxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    return lifespan
+
+
+def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -> HookproxyApp:
+    """Build the app around a configured :class:`Proxy` (one per app).
+
+    ``after_start`` runs inside the event loop once the proxy started (the CLI settles memory there).
+    """
+    app = FastAPI(title="hookproxy", lifespan=_lifespan(proxy, after_start), docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    # No redirect built from request headers: ``GET /health/`` is a 404, not a 307 to the Host header.
+    app.router.redirect_slashes = False
     app.state.proxy = proxy
-    auth = Authenticator(proxy.settings.api_keys if not proxy.settings.disable_auth else [])
+    settings = proxy.settings
+    auth = Authenticator(settings.api_keys if not settings.disable_auth else [],
+                         BruteForceGuard(max_clients=settings.max_throttled_clients))
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(_request: Request, exc: ProxyError) -> Response:
@@ -167,7 +185,13 @@ def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -
         raise ProxyError(f"model {model_id!r} is not listed by any usable backend; GET /v1/models lists them",
                          status=404, type="invalid_request_error", param="model", code="model_not_found")
 
-    async def health(_request: Request) -> Response:
+    async def health(request: Request) -> Response:
+        """Up or not for anyone (load balancers, ``run_cli_proxy``); backend details (credential
+        files, gates, token expiry) only with a valid key, or with auth off (loopback only)."""
+        head = RequestHead(request.scope)
+        if auth.enabled and supplied_key(head) is None:
+            return _json({"status": "ok"})
+        auth.check(head)
         return _json({"status": "ok", "backends": _backend_states(proxy)})
 
     async def plugins(request: Request) -> Response:

@@ -3,8 +3,9 @@
 Per client address: ``max_failures`` bad keys within ``window`` seconds block the address for
 ``block`` seconds; every later block doubles (``factor``) up to ``cap``. A blocked address gets
 429 with ``Retry-After`` before its key is even looked at; a good key clears its record.
-In memory, O(1) per request; the table is pruned when it grows large so a scan of many
-addresses cannot exhaust memory.
+In memory, O(1) per request. The table holds at most ``max_clients`` addresses: when full,
+expired records go first, then the oldest ones, so a scan from many addresses cannot exhaust
+memory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .errors import RateLimited
 
 log = logging.getLogger("hookproxy.auth")
 
-#: Prune expired records once the table holds this many addresses.
+#: The default bound of the table (addresses); expired records are pruned first.
 PRUNE_AT = 10_000
 
 
@@ -34,7 +35,8 @@ class BruteForceGuard:
     """Failure counts and blocks per client address; see the module docstring."""
 
     def __init__(self, max_failures: int = 5, window: float = 900.0, block: float = 30.0,
-                 factor: float = 2.0, cap: float = 3600.0) -> None:
+                 factor: float = 2.0, cap: float = 3600.0, max_clients: int = PRUNE_AT) -> None:
+        self.max_clients = max_clients
         self.max_failures = max_failures
         self.window = window
         self.block = block
@@ -67,7 +69,7 @@ class BruteForceGuard:
         now = time.monotonic()
         record = self._records.get(client)
         if record is None:
-            if len(self._records) >= PRUNE_AT:
+            if len(self._records) >= self.max_clients:
                 self._prune(now)
             record = self._records[client] = _Record()
         if record.failures == 0 or now - record.first_failure > self.window:
@@ -93,3 +95,7 @@ class BruteForceGuard:
         ]
         for client in stale:
             del self._records[client]
+        excess = len(self._records) - self.max_clients + max(1, self.max_clients // 10)
+        if excess > 0:  # still full of live records: forget the oldest tenth
+            for client in list(self._records)[:excess]:
+                del self._records[client]

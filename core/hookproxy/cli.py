@@ -11,7 +11,6 @@ import asyncio
 import gc
 import ipaddress
 import logging
-import math
 import os
 import socket
 import sys
@@ -74,11 +73,31 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=float if "hops" not in flag else int, help=help_text)
     group.add_argument("--shutdown-grace-period", type=float, metavar="SECONDS",
                        help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
+    add("--max-response-bytes", type=int, metavar="N",
+        help="largest non-streamed upstream answer (default 64 MiB; 502 above)")
+    _server_flags(parser.add_argument_group("server limits"))
     watch = parser.add_argument_group("observability")
     watch.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
                        help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")
     watch.add_argument("--access-log", choices=("off", "text", "json"),
                        help="one log line per request on hookproxy.access (default off)")
+
+
+def _server_flags(group: argparse._ArgumentGroup) -> None:
+    """The HTTP server's limits against hostile or broken clients (``server.py``)."""
+    add = group.add_argument
+    add("--max-connections", type=int, metavar="N",
+        help="most open client connections; idle ones are closed first, then 503 (default 1000)")
+    add("--max-header-bytes", type=int, metavar="N", help="largest request head (default 64 KiB; 431 above)")
+    add("--max-header-count", type=int, metavar="N", help="most request headers (default 100; 431 above)")
+    add("--header-timeout", type=float, metavar="SECONDS", help="time to send the request head (default 15; 408)")
+    add("--body-timeout", type=float, metavar="SECONDS", help="time to send the request body (default 120; 408)")
+    add("--keep-alive-timeout", type=float, metavar="SECONDS",
+        help="close an idle keep-alive connection after this long (default 15)")
+    add("--trusted-proxy", dest="trusted_proxies", action="append", metavar="ADDRESS",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable; address or network; default none)")
+    add("--max-throttled-clients", type=int, metavar="N",
+        help="addresses the bad-key throttle remembers (default 10000)")
 
 
 def _static_route(value: str) -> str:
@@ -245,9 +264,8 @@ def setup_logging(level: str, log_file: str | None) -> None:
 
 
 def serve(argv: Sequence[str]) -> None:
-    import uvicorn
-
     from .app import create_app
+    from .server import serve as serve_app
 
     proxy, _values = _load(argv)
     settings = proxy.settings
@@ -268,19 +286,7 @@ def serve(argv: Sequence[str]) -> None:
     logging.getLogger("hookproxy").info("%s", banner)  # so a --log file shows each start
     print(config_source_line(proxy), flush=True)
     print("\n".join(_describe_backends(proxy, everything=False)) or "  no backends configured", flush=True)
-    config = uvicorn.Config(
-        create_app(proxy, after_start=settle_after_start),
-        host=settings.host,
-        port=port,
-        loop="auto",
-        http="auto",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # SIGTERM: stop accepting, let in-flight requests and streams finish within the grace
-        # period, then the lifespan closes the upstream connections (Proxy.aclose).
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    serve_app(create_app(proxy, after_start=settle_after_start), proxy, sock)
 
 
 def plugins_command(argv: Sequence[str]) -> None:

@@ -1,0 +1,39 @@
+"""hookproxy-responses: the OpenAI Responses API (``POST /v1/responses``) over every backend.
+
+The Codex CLI and the newer OpenAI SDK agents speak only the Responses API. This front end
+translates their requests into hookproxy's canonical chat-completions call, so the core's
+routing, auth, limits and failover serve them with any backend (an OpenAI-compatible API, a
+failover chain, the hybrid), and translates the answers back, streamed or not.
+
+Modules: ``request`` (Responses request to chat body), ``tools`` (tool shapes and names both
+ways), ``response`` (the response object, usage, output items, failure codes), ``events`` (the
+event stream), ``store`` (the optional response store behind ``previous_response_id``),
+``frontend`` (the front end itself), ``settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from hookproxy import Frontend, Proxy, hookimpl
+
+from .frontend import PROTOCOL, ResponsesFrontend
+from .settings import ResponsesSettings
+from .store import MemoryStore, ResponseStore
+
+__all__ = ["PROTOCOL", "MemoryStore", "ResponseStore", "ResponsesFrontend", "ResponsesSettings"]
+
+
+@hookimpl
+def settings_model() -> type[BaseModel]:
+    return ResponsesSettings
+
+
+@hookimpl
+def register_frontends(register: Callable[[Frontend], None], proxy: Proxy) -> None:
+    settings = proxy.settings_for(ResponsesSettings)
+    store = MemoryStore(settings.responses_store_max_entries, settings.responses_store_max_age) \
+        if settings.responses_store else None
+    register(ResponsesFrontend(settings, store))
