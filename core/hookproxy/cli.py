@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -45,6 +47,8 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--log-level", choices=LOG_LEVELS, help="log level (default INFO)")
     add("--timeout", type=float, metavar="SECONDS", help="upstream timeout (default 120)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted request body (default 10 MiB)")
+    add("--workers", type=int, metavar="N", help="worker processes serving the port (default 1)")
+    add("--state", metavar="URL", help="share backoff, throttles and refresh locks through redis://host:port/db")
     group = parser.add_argument_group("failure handling")
     for flag, help_text in (
         ("--max-silent-wait", "longest Retry-After waited before failing over (default 30 s)"),
@@ -131,14 +135,20 @@ def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
     return proxy, values
 
 
+def load_proxy(argv: Sequence[str]) -> Proxy:
+    """The proxy for a command line (exits 2 with one line on a bad flag or configuration)."""
+    return _load(argv)[0]
+
+
 def serve(argv: Sequence[str]) -> None:
     import uvicorn
 
     from .app import create_app
+    from .workers import ARGV_ENV, LOG_FORMAT
 
     proxy, _values = _load(argv)
     settings = proxy.settings
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     if not settings.auth_enabled and not _is_loopback(settings.host):
         why = "auth is disabled" if settings.disable_auth else "no API key is configured"
         _fail(
@@ -146,10 +156,20 @@ def serve(argv: Sequence[str]) -> None:
             "(or HOOKPROXY_API_KEYS, auth.api_keys) or listen on --host 127.0.0.1"
         )
     url = f"http://{settings.host}:{settings.port}/v1"
-    print(f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})", flush=True)
+    scale = f", {settings.workers} workers" if settings.workers > 1 else ""
+    scale += f", state shared through {proxy.state.where}" if proxy.state.shared else ""
+    print(f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'}{scale})", flush=True)
     print("\n".join(_describe_backends(proxy)) or "  no backends configured", flush=True)
+    if settings.workers > 1:
+        # Validated above, once; each worker loads plugins and builds its proxy itself.
+        os.environ[ARGV_ENV] = json.dumps(list(argv))
+        app: Any = "hookproxy.workers:worker_app"
+    else:
+        app = create_app(proxy)
     uvicorn.run(
-        create_app(proxy),
+        app,
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         loop="auto",

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     stream_max_lifetime: float = Field(900.0, gt=0)
     shutdown_grace_period: float = Field(30.0, ge=0)
     failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
+    # scale-out: processes serving one port, and where they share state (None: in each process)
+    workers: int = Field(1, ge=1)
+    state: str | None = None
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
 
@@ -95,7 +98,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "max_body_bytes", "backends", "failover_routes", *SECTIONS}
+             "max_body_bytes", "backends", "failover_routes", "workers", "state", *SECTIONS}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 
 
