@@ -11,6 +11,10 @@ once a request is in failover mode, each attempt's time up to its first output;
 error surfaces; a 429 always carries ``Retry-After``. Every decision is one INFO line on
 ``hookproxy.failover``.
 
+Before each attempt the backend's cooldown (:mod:`hookproxy.cooldown`, learned from
+``Retry-After`` here or on another host) is consulted: a cooling backend is failed over without
+being called, or waited for when it is the last candidate.
+
 Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
 attribute checks; no timer, no stream peeking here (the app still reads a stream to its first
 event before answering, see ``chat_endpoint.respond``).
@@ -78,6 +82,12 @@ class Attempts:
         while True:
             route = self.candidates[self.index]
             backend = proxy.lookup(route.backend or "")
+            cooling = proxy.cooldowns.remaining(backend.id)
+            if cooling > 0:
+                wait = self._cooling_down(backend, cooling)
+                if wait > 0:
+                    return wait
+                continue
             call = self.call
             if call is None:
                 call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream)
@@ -89,6 +99,7 @@ class Attempts:
                 else:
                     reply = await backend.handle(call, proxy)
             except UpstreamError as error:
+                await proxy.cooldowns.learn(backend.id, error)
                 wait = self._after_failure(backend, call, error, has_next)
             except ProxyError as error:
                 # A plugin's own refusal (dead credentials, a closed gate): no retry, but another
@@ -153,6 +164,22 @@ class Attempts:
             call.attempt += 1
             return wait
         return self._fail_over(backend, wait, decision.reason or _describe(error))
+
+    def _cooling_down(self, backend: Backend, seconds: float) -> float:
+        """A backend some request (here or on another host) saw rate-limited is not called now:
+        fail over to the next candidate, or wait when it is the last one and the wait is short
+        enough (``max_silent_wait``, the budget), or give up with 429 and ``Retry-After``."""
+        reason = f"{backend.id} is cooling down for {seconds:.1f}s after {self.proxy.cooldowns.reason(backend.id)}"
+        self.last_error = UpstreamError(f"{reason}; try again later", status=429, retry_after=seconds,
+                                        backend=backend.id)
+        shortest = self.shortest_retry_after
+        self.shortest_retry_after = seconds if shortest is None else min(shortest, seconds)
+        if self._has_next():
+            return self._fail_over(backend, 0.0, reason)
+        if seconds <= self.proxy.settings.max_silent_wait and seconds < self.remaining():
+            log.info("failover: waiting %.1fs before calling %s (%s)", seconds, backend.id, reason)
+            return seconds
+        raise self._give_up(reason)
 
     def _fail_over(self, backend: Backend, wait: float, reason: str) -> float:
         following = self.candidates[self.index + 1]

@@ -2,7 +2,8 @@
 
 One :class:`Proxy` per app. Plugins receive it in ``resolve_backend`` and ``Backend.handle``;
 through it they read their settings (``settings_for``), reach other backends
-(``complete``: the hybrid does this) and use the shared HTTP client (``http``).
+(``complete``: the hybrid does this), use the shared HTTP client (``http``) and the state shared
+with other workers and hosts (``state``, see :mod:`hookproxy.state`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from pydantic import BaseModel
 
 from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, UpstreamRequest
 from .config import LoadedConfig, Settings
+from .cooldown import Cooldowns
 from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .plugins import await_all
 from .retry_after import retry_after_from_headers
 from .routing import parse_chain
 from .sse import UpstreamStream
+from .state import SharedState, open_state
 from .streamguard import StreamGuard
 from .transport import AiohttpTransport, UpstreamResponse, open_upstream
 
@@ -57,6 +60,9 @@ class Proxy:
         self.backends: dict[str, Backend] = {}
         self.aliases: dict[str, str] = {}
         self.skipped: dict[str, str] = {}
+        #: State shared with the other workers and hosts (in this process without ``state:``).
+        self.state: SharedState = open_state(self.settings.state)
+        self.cooldowns = Cooldowns(self.state)
         self._resolve_backends(config.instances)
 
     # --- settings and backends --------------------------------------------------------------
@@ -111,6 +117,7 @@ class Proxy:
         if self.transport is None:
             self.transport = self._transport_override or AiohttpTransport()
             self._http = httpx.AsyncClient(transport=self.transport, timeout=self.settings.timeout)
+            await self.state.start()
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
@@ -119,6 +126,7 @@ class Proxy:
             await self._http.aclose()
             self._http = None
         self.transport = None
+        await self.state.aclose()
 
     @property
     def http(self) -> httpx.AsyncClient:
