@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -46,21 +48,22 @@ class _Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    """The guard's records expire on the shared state's clock."""
     fake = _Clock()
-    monkeypatch.setattr("hookproxy.bruteforce.time.monotonic", fake)
+    monkeypatch.setattr("hookproxy.state.time.monotonic", fake)
     return fake
 
 
-def _fail(guard: BruteForceGuard, times: int, client: str = "10.0.0.1") -> None:
+async def _fail(guard: BruteForceGuard, times: int, client: str = "10.0.0.1") -> None:
     for _ in range(times):
-        guard.failure(client)
+        await guard.failure(client)
 
 
-def test_blocks_double_and_are_capped(clock):
+async def test_blocks_double_and_are_capped(clock):
     guard = BruteForceGuard(max_failures=2, block=30, factor=2, cap=100)
     seen = []
     for _ in range(4):
-        _fail(guard, 2)
+        await _fail(guard, 2)
         with pytest.raises(RateLimited) as blocked:
             guard.check("10.0.0.1")
         seen.append(blocked.value.retry_after)
@@ -69,21 +72,23 @@ def test_blocks_double_and_are_capped(clock):
     assert seen == [30, 60, 100, 100]
 
 
-def test_failures_outside_the_window_do_not_add_up(clock):
+async def test_failures_outside_the_window_do_not_add_up(clock):
     guard = BruteForceGuard(max_failures=3, window=900)
-    _fail(guard, 2)
+    await _fail(guard, 2)
     clock.now += 901
-    _fail(guard, 2)
+    await _fail(guard, 2)
     guard.check("10.0.0.1")
     guard.check("10.0.0.2")
 
 
-def test_other_addresses_are_not_blocked(clock):
+async def test_other_addresses_are_not_blocked(clock):
     guard = BruteForceGuard(max_failures=1)
-    _fail(guard, 1)
+    await _fail(guard, 1)
     with pytest.raises(RateLimited):
         guard.check("10.0.0.1")
     guard.check("10.0.0.2")
+    clock.now += 31
     guard.success("10.0.0.1")
+    await asyncio.sleep(0)  # the good key's clean-up runs in the background
     guard.check("10.0.0.1")
     assert not guard.active

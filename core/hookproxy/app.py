@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,7 +39,8 @@ class Authenticator:
     """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time (A-1, A-2).
 
     Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5); its
-    table is empty until a bad key arrives, so good traffic pays one truth test.
+    tables are empty until a bad key arrives, so good traffic pays one truth test and never
+    waits on shared state; only a bad key's path awaits (counting it, maybe across hosts).
     """
 
     def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
@@ -50,9 +51,10 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def check(self, head: RequestHead) -> None:
+    def check(self, head: RequestHead) -> Awaitable[None] | None:
+        """``None`` for a good key (no I/O); for a bad one, an awaitable that counts it and raises."""
         if not self._keys:
-            return
+            return None
         guard = self.guard
         if guard.active:
             guard.check(head.client)
@@ -68,16 +70,21 @@ class Authenticator:
             if matched:
                 if guard.active:
                     guard.success(head.client)
-                return
-        guard.failure(head.client)
+                return None
+        return self._reject(head.client)
+
+    async def _reject(self, client: str) -> None:
+        await self.guard.failure(client)
         raise AuthenticationFailed(
             "invalid or missing proxy API key: send 'Authorization: Bearer <key>' with a key from auth.api_keys, "
             "HOOKPROXY_API_KEYS or --api-key"
         )
 
 
-def _check(auth: Authenticator, request: Request) -> None:
-    auth.check(RequestHead(request.scope))
+async def _check(auth: Authenticator, request: Request) -> None:
+    rejected = auth.check(RequestHead(request.scope))
+    if rejected is not None:
+        await rejected
 
 
 def create_app(proxy: Proxy) -> FastAPI:
@@ -93,7 +100,8 @@ def create_app(proxy: Proxy) -> FastAPI:
 
     app = FastAPI(title="hookproxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.proxy = proxy
-    auth = Authenticator(proxy.settings.api_keys if not proxy.settings.disable_auth else [])
+    auth = Authenticator(proxy.settings.api_keys if not proxy.settings.disable_auth else [],
+                         BruteForceGuard(state=proxy.state))
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(_request: Request, exc: ProxyError) -> Response:
@@ -107,11 +115,11 @@ def create_app(proxy: Proxy) -> FastAPI:
         return _json(error.body(), exc.status_code, dict(exc.headers or {}))
 
     async def list_models(request: Request) -> Response:
-        _check(auth, request)
+        await _check(auth, request)
         return _json({"object": "list", "data": _model_list(proxy)})
 
     async def retrieve_model(request: Request) -> Response:
-        _check(auth, request)
+        await _check(auth, request)
         model_id = request.path_params["model_id"]
         for item in _model_list(proxy):
             if item["id"] == model_id:
@@ -123,7 +131,7 @@ def create_app(proxy: Proxy) -> FastAPI:
         return _json({"status": "ok", "backends": _backend_states(proxy)})
 
     async def plugins(request: Request) -> Response:
-        _check(auth, request)
+        await _check(auth, request)
         return _json([info.__dict__ for info in list_plugins(proxy.pm)])
 
     # POST /v1/chat/completions (and /chat/completions) is answered by this middleware.

@@ -80,7 +80,8 @@ class RequestHead:
 class ChatCompletionsMiddleware:
     """Serves the chat path directly; ``authenticate`` is the app's Authenticator."""
 
-    def __init__(self, app: ASGIApp, proxy: Proxy, authenticate: Callable[[RequestHead], None]) -> None:
+    def __init__(self, app: ASGIApp, proxy: Proxy,
+                 authenticate: Callable[[RequestHead], Awaitable[None] | None]) -> None:
         self.app = app
         self.proxy = proxy
         self.authenticate = authenticate
@@ -115,7 +116,9 @@ class ChatCompletionsMiddleware:
         proxy = self.proxy
         settings = proxy.settings
         head = RequestHead(scope)
-        self.authenticate(head)
+        rejected = self.authenticate(head)  # None for a good key; a bad one is counted, then raises
+        if rejected is not None:
+            await rejected
         if head.loop_guard:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
         body = await read_json(receive, head, settings.max_body_bytes)
