@@ -128,7 +128,8 @@ def create_app(proxy: Proxy) -> FastAPI:
                          status=404, type="invalid_request_error", param="model", code="model_not_found")
 
     async def health(_request: Request) -> Response:
-        return _json({"status": "ok", "backends": _backend_states(proxy)})
+        shared = {"shared_state": {"url": proxy.state.where, "connected": proxy.state.up}} if proxy.state.shared else {}
+        return _json({"status": "ok", **shared, "backends": _backend_states(proxy)})
 
     async def plugins(request: Request) -> Response:
         await _check(auth, request)
@@ -168,6 +169,9 @@ def _backend_states(proxy: Proxy) -> dict[str, dict[str, Any]]:
             "reason": state.reason,
             **dict(state.details),
         }
+        cooling = proxy.cooldowns.remaining(backend_id)
+        if cooling > 0:
+            backends[backend_id]["cooling_down_seconds"] = round(cooling, 1)
     for backend_id, reason in proxy.skipped.items():
         backends[backend_id] = {"usable": False, "reason": reason}
     return backends

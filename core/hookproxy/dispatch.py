@@ -8,7 +8,6 @@ seed's rules (F-2). The attempt loop that acts on these decisions (waits, budget
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, ChatCall, RetryDecision
@@ -18,9 +17,6 @@ from .routing import Route, parse_chain, parse_route
 if TYPE_CHECKING:
     from .config import Settings
     from .proxy import Proxy
-
-_round_robin = itertools.count()
-
 
 def request_body(body: dict[str, Any], route: Route) -> dict[str, Any]:
     """The body one backend gets: the client's fields, the upstream model, URI params on top."""
@@ -41,7 +37,7 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
             named = settings.failover_routes[route.model]
             elements = [parse_route(element) for element in named.elements]
             if named.policy == "round-robin":
-                start = next(_round_robin) % len(elements)
+                start = proxy.round_robin.start(route.model, len(elements))
                 elements = elements[start:] + elements[:start]
             candidates.extend(elements)
         elif settings.default_backend:

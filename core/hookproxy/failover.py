@@ -167,16 +167,19 @@ class Attempts:
 
     def _cooling_down(self, backend: Backend, seconds: float) -> float:
         """A backend some request (here or on another host) saw rate-limited is not called now:
-        fail over to the next candidate, or wait when it is the last one and the wait is short
-        enough (``max_silent_wait``, the budget), or give up with 429 and ``Retry-After``."""
+        fail over to the next candidate, or wait when it is the last one (or this request is
+        already retrying it) and the wait is short enough (``max_silent_wait``, the budget), or
+        give up with 429 and ``Retry-After``."""
         reason = f"{backend.id} is cooling down for {seconds:.1f}s after {self.proxy.cooldowns.reason(backend.id)}"
         self.last_error = UpstreamError(f"{reason}; try again later", status=429, retry_after=seconds,
                                         backend=backend.id)
         shortest = self.shortest_retry_after
         self.shortest_retry_after = seconds if shortest is None else min(shortest, seconds)
-        if self._has_next():
+        can_wait = seconds <= self.proxy.settings.max_silent_wait and seconds < self.remaining()
+        retrying = self.call is not None  # this request already chose to wait for this backend
+        if self._has_next() and not (retrying and can_wait):
             return self._fail_over(backend, 0.0, reason)
-        if seconds <= self.proxy.settings.max_silent_wait and seconds < self.remaining():
+        if can_wait:
             log.info("failover: waiting %.1fs before calling %s (%s)", seconds, backend.id, reason)
             return seconds
         raise self._give_up(reason)

@@ -24,6 +24,7 @@ from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout,
 from .failover import complete as complete_with_failover
 from .plugins import await_all
 from .retry_after import retry_after_from_headers
+from .roundrobin import RoundRobin
 from .routing import parse_chain
 from .sse import UpstreamStream
 from .state import SharedState, open_state
@@ -63,6 +64,7 @@ class Proxy:
         #: State shared with the other workers and hosts (in this process without ``state:``).
         self.state: SharedState = open_state(self.settings.state)
         self.cooldowns = Cooldowns(self.state)
+        self.round_robin = RoundRobin(self.state)
         self._resolve_backends(config.instances)
 
     # --- settings and backends --------------------------------------------------------------

@@ -163,6 +163,8 @@ class SharedState:
 
     #: Whether other processes see this state (``False`` for the in-process implementation).
     shared = False
+    #: Whether the shared store is reachable now (always true in process).
+    up = True
 
     def __init__(self) -> None:
         self._tables: dict[str, Table] = {}
