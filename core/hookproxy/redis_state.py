@@ -82,7 +82,8 @@ class RedisState(SharedState):
     def _connect(self, timeout: float | None) -> redis.Redis:
         return redis.Redis.from_url(
             self.url, socket_connect_timeout=COMMAND_TIMEOUT, socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0), health_check_interval=0,
+            # One immediate retry: a pooled connection may have died with a restarted server.
+            retry=Retry(NoBackoff(), 1), health_check_interval=0,
         )
 
     async def start(self) -> None:
@@ -121,12 +122,7 @@ class RedisState(SharedState):
             try:
                 await pubsub.subscribe(MIRROR_CHANNEL)
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
-                await self._replay_dirty()
-                await self._reconcile()
-                if self._warned:
-                    log.warning("shared state: reconnected to Redis at %s", self.where)
-                    self._warned = False
-                self.up = True
+                await self._sync()
                 self._first_attempt.set()
                 delay = RECONNECT_FIRST
                 await self._pump(pubsub)
@@ -149,7 +145,7 @@ class RedisState(SharedState):
             if message is not None:
                 self._on_message(message)
             if time.monotonic() >= next_reconcile:
-                await self._reconcile()
+                await self._sync()
                 next_reconcile = time.monotonic() + self.reconcile_interval
 
     def _on_message(self, message: dict[str, Any]) -> None:
@@ -167,6 +163,15 @@ class RedisState(SharedState):
                 table.apply(str(data.get("k")), data.get("v"), float(data.get("ttl") or 0.0))
         elif channel.startswith(CHANNEL_PREFIX):
             self._deliver(channel[len(CHANNEL_PREFIX):], data.get("m"))
+
+    async def _sync(self) -> None:
+        """Replay writes made while Redis was unusable, rebuild the local copies, mark Redis usable."""
+        await self._replay_dirty()
+        await self._reconcile()
+        if self._warned:
+            log.warning("shared state: reconnected to Redis at %s", self.where)
+            self._warned = False
+        self.up = True
 
     async def _reconcile(self) -> None:
         """Rebuild every local table from Redis (keeping local writes made meanwhile)."""
@@ -193,12 +198,14 @@ class RedisState(SharedState):
 
     async def _replay_dirty(self) -> None:
         """Push what this process wrote while Redis was unreachable (still-live entries only)."""
-        dirty, self._dirty = self._dirty, {}
-        for name, keys in dirty.items():
+        for name, keys in list(self._dirty.items()):
             table = self.table(name)
-            for key in keys:
+            for key in list(keys):
                 left = table.seconds_left(key)
                 await self._send(name, key, table.peek(key) if left > 0 else None, left)
+                keys.discard(key)  # only once Redis has it: a failure keeps it for the next try
+            if not keys:
+                self._dirty.pop(name, None)
 
     def _require(self) -> redis.Redis:
         if self._client is None:
