@@ -1,7 +1,8 @@
 """hookproxy: a plugin-based, OpenAI-compatible LLM proxy.
 
 This module is the public plugin API: the ``hookimpl`` marker, the backend base classes and
-the objects hooks receive, and the error tree. Everything else is internal.
+the objects hooks receive, the error tree, and the shared-state API plugins reach through
+``proxy.state`` (:mod:`hookproxy.state`). Everything else is internal.
 """
 
 from .backend import (
@@ -29,6 +30,7 @@ from .hookspecs import hookimpl
 from .proxy import Proxy
 from .retry_after import parse_retry_after
 from .sse import DONE, SSEEvent, SSEParser, UpstreamStream, encode_comment, encode_event
+from .state import SharedState, Table
 
 __version__ = "0.1.0"
 
@@ -50,6 +52,8 @@ __all__ = [
     "RetryDecision",
     "SSEEvent",
     "SSEParser",
+    "SharedState",
+    "Table",
     "UpstreamError",
     "UpstreamRequest",
     "UpstreamStream",

@@ -211,8 +211,17 @@ class SharedState:
                 await self._unlock(name, token)
 
     def run_soon(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run ``work`` in the background (for sync hooks that write); errors are logged."""
-        task = asyncio.get_running_loop().create_task(work)
+        """Run ``work`` in the background (for sync hooks that write); errors are logged.
+
+        Outside an event loop (a unit test calling a hook directly) there is nobody to share
+        with yet: the work is dropped, the local copy already holds the change.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            work.close()
+            return
+        task = loop.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
