@@ -10,6 +10,7 @@ from typing import Any
 import pluggy
 import pytest
 
+import hookproxy.openai_chat
 import hookproxy.openai_compatible
 from hookproxy.plugins import make_plugin_manager
 from hookproxy.testing import FakeUpstream, RunningProxy
@@ -21,10 +22,9 @@ UPSTREAM_KEY = "sk-upstream-secret-123"
 
 
 def core_pm(*extra: tuple[str, object]) -> pluggy.PluginManager:
-    """A plugin manager with only the built-in connector (plus test plugins)."""
-    return make_plugin_manager(
-        load_entrypoints=False, extra=[("openai-compatible", hookproxy.openai_compatible), *extra]
-    )
+    """A plugin manager with only the built-in connector and front end (plus test plugins)."""
+    builtin = [("openai-compatible", hookproxy.openai_compatible), ("openai-chat", hookproxy.openai_chat)]
+    return make_plugin_manager(load_entrypoints=False, extra=[*builtin, *extra])
 
 
 def upstream_block(upstream: FakeUpstream, **overrides: Any) -> dict[str, Any]:

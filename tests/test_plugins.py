@@ -288,3 +288,100 @@ def test_the_readme_plugin_works_as_written(tmp_path, fake_upstream):
         reply = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "quiet"}])
     assert reply.choices[0].message.content == "echo: QUIET"
     assert fake_upstream.requests_to()[-1].headers["x-shouty"] == "1"
+
+
+class Reverse(hookproxy.Frontend):
+    """A test protocol: ``{"model", "say"}`` in, ``{"said"}`` out (reversed), its own error shape,
+    and an endpoint sharing ``GET /v1/models`` only when the ``x-reverse`` header is sent."""
+
+    name = "reverse"
+    protocol = "reverse-protocol"
+    paths = ("/v1/reverse",)
+    keepalive = b"event: ping\ndata: {}\n\n"
+
+    def parse(self, request):
+        say = request.body.get("say")
+        if not isinstance(say, str):
+            raise hookproxy.InvalidRequest("'say' must be a string")
+        chat = {"model": request.body["model"], "messages": [{"role": "user", "content": say}]}
+        return hookproxy.ClientRequest(self.name, self.protocol, request.body["model"], False, chat,
+                                       native=request.body, headers=dict(request.headers))
+
+    def render_body(self, body, client):
+        import orjson
+
+        text = orjson.loads(body)["choices"][0]["message"]["content"]
+        return orjson.dumps({"said": text[::-1]})
+
+    def error_body(self, error):
+        return {"failure": error.message}
+
+    def endpoints(self):
+        async def models(request, proxy):
+            return hookproxy.JSONAnswer({"reversed": [model[::-1] for model, _, _ in proxy.routable_models()]})
+
+        return [hookproxy.Endpoint("GET", "/v1/models", models, when=lambda request: "x-reverse" in request.headers)]
+
+
+class ReversePlugin:
+    seen_backends: list[str] = []
+
+    @hookproxy.hookimpl
+    def register_frontends(self, register, proxy):
+        ReversePlugin.seen_backends = sorted(proxy.backends)  # resolved before front ends register
+        register(Reverse())
+
+
+def test_hook_register_frontends(proxy_for, fake_upstream):
+    """A plugin's front end serves its path through the core's routing and auth, in its own shapes."""
+    running = proxy_for(plugins=(("reverse", ReversePlugin()),))
+    assert ReversePlugin.seen_backends == ["up"]
+    with running.client(headers={"x-api-key": PROXY_KEY}) as client:
+        answer = client.post("/v1/reverse", json={"model": "up:m1", "say": "hello"})
+        assert answer.status_code == 200 and answer.json() == {"said": "olleh :ohce"}  # the fake echoes
+        assert answer.headers["x-hookproxy-backend"] == "up"
+        assert fake_upstream.requests_to()[-1].json["messages"] == [{"role": "user", "content": "hello"}]
+        invalid = client.post("/v1/reverse", json={"model": "m1", "say": 3})
+        assert invalid.status_code == 400 and invalid.json() == {"failure": "'say' must be a string"}
+        assert client.get("/v1/reverse").status_code == 405
+        assert client.get("/v1/models", headers={"x-reverse": "1"}).json() == {"reversed": ["1m:pu", "2m:pu"]}
+        assert client.get("/v1/models").json()["object"] == "list"  # the core's own list without the header
+    unauthorized = httpx.post(running.url + "/v1/reverse", json={"model": "m1", "say": "x"})
+    assert unauthorized.status_code == 401 and "invalid or missing proxy API key" in unauthorized.json()["failure"]
+    assert httpx.get(running.url + "/v1/models", headers={"x-reverse": "1"}).status_code == 401
+
+
+def test_two_front_ends_claiming_one_path_fail_at_startup(tmp_path):
+    class Twin(Reverse):
+        name = "twin"
+
+    class TwinPlugin:
+        @hookproxy.hookimpl
+        def register_frontends(self, register):
+            register(Twin())
+
+    from hookproxy.factory import build_proxy
+
+    config = write_config(tmp_path, {})
+    claim = r"front ends '(twin|reverse)' and '(twin|reverse)' both claim POST /v1/reverse"
+    with pytest.raises(ConfigError, match=claim):
+        build_proxy(config, pm=core_pm(("reverse", ReversePlugin()), ("twin", TwinPlugin())))
+
+
+def test_the_readme_front_end_works_as_written(tmp_path, fake_upstream):
+    """The 'Write your own front end' example, installed as a distribution, serves both ways."""
+    section = (ROOT / "README.md").read_text().split("## Write your own front end", 1)[1]
+    source = section.split("```python", 1)[1].split("```", 1)[0]
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "hookproxy-textcomplete", source, "textcomplete")
+    config = write_config(tmp_path / "cfg", {"default_backend": "up"},
+                          {"openai-compatible.up": {"api_url": fake_upstream.url, "models": ["m"]}})
+    with run_cli_proxy("--config", str(config), env={"PYTHONPATH": str(site)}) as (url, _):
+        sdk = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        reply = sdk.completions.create(model="m", prompt="quiet please")
+        assert reply.choices[0].text == "echo: quiet please"  # the fake upstream echoes the last user message
+        fake_upstream.queue(Canned(sse=content_stream(["Hel", "lo"])))
+        pieces = [c.choices[0].text for c in sdk.completions.create(model="m", prompt="x", stream=True)]
+        assert "".join(pieces) == "Hello"
+    assert fake_upstream.requests_to()[0].json["messages"] == [{"role": "user", "content": "quiet please"}]

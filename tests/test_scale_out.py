@@ -233,7 +233,7 @@ def test_two_workers_serve_drain_on_sigterm_and_a_killed_worker_is_replaced(fake
         assert process.wait(30) in (0, -signal.SIGTERM)
         output = process.stdout.read() if process.stdout else ""
     assert f"Child process [{victim}] died" in output
-    assert output.count("worker ") >= 3 and "serving" in output
+    assert output.count(" serving") >= 2, output  # each worker built its own proxy (plugins included)
 
 
 def test_workers_and_state_come_from_yaml_env_or_flags(tmp_path):

@@ -1,8 +1,13 @@
-"""hookproxy: a plugin-based, OpenAI-compatible LLM proxy.
+"""hookproxy: a plugin-based LLM proxy.
 
-This module is the public plugin API: the ``hookimpl`` marker, the backend base classes and
-the objects hooks receive, the error tree, and the shared-state API plugins reach through
-``proxy.state`` (:mod:`hookproxy.state`). Everything else is internal.
+This module is the public plugin API: the ``hookimpl`` marker, the backend and front-end base
+classes, the objects hooks receive, and the error tree. Plugins may also import these
+documented modules: ``hookproxy.hookspecs`` (the hooks), ``hookproxy.errors`` (the error tree),
+``hookproxy.frontend`` (front ends), ``hookproxy.sse`` (parsing and encoding events),
+``hookproxy.routing`` (selector and URI-parameter parsing), ``hookproxy.upstream_errors``
+(reading upstream error answers), ``hookproxy.state`` (the state shared between workers and
+hosts, reached as ``proxy.state``) and ``hookproxy.testing`` (the test kit). Everything else is
+internal and may change without notice.
 """
 
 from .backend import (
@@ -26,6 +31,7 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from .frontend import OPENAI_CHAT, ClientRequest, Endpoint, Frontend, HTTPRequest, JSONAnswer
 from .hookspecs import hookimpl
 from .proxy import Proxy
 from .retry_after import parse_retry_after
@@ -36,6 +42,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DONE",
+    "OPENAI_CHAT",
+    "ClientRequest",
+    "Endpoint",
+    "Frontend",
+    "HTTPRequest",
+    "JSONAnswer",
     "AuthenticationFailed",
     "Backend",
     "BackendInstance",

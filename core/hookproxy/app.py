@@ -1,9 +1,10 @@
-"""The HTTP surface: ``/v1/chat/completions``, ``/v1/models``, ``/health``, ``/-/plugins``.
+"""The HTTP surface: every front end's paths, ``/v1/models``, ``/health``, ``/-/plugins``.
 
-The chat path is served by :mod:`hookproxy.chat_endpoint` (a plain ASGI middleware, for speed);
-the other routes are ordinary FastAPI routes. A ``ProxyError`` becomes an OpenAI error body in
-``chat_endpoint.error_response`` for chat and in ``_proxy_error`` here for the rest; a stream
-that already sent bytes ends with one error event instead (``streaming.relay``).
+Front-end paths (``/v1/chat/completions`` and whatever plugins register) are served by
+:mod:`hookproxy.endpoint` (a plain ASGI middleware in front of FastAPI, for speed); the other
+routes are ordinary FastAPI routes. A ``ProxyError`` becomes an error body in the front end's
+shape in ``endpoint.error_response``, and an OpenAI error body in ``_proxy_error`` here for the
+rest; a stream that already sent bytes ends with one error event instead (``streaming.relay``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .bruteforce import BruteForceGuard
-from .chat_endpoint import ChatCompletionsMiddleware, RequestHead
+from .endpoint import FrontendMiddleware, RequestHead
 from .errors import AuthenticationFailed, ProxyError
 from .plugins import list_plugins
 from .proxy import Proxy
@@ -135,8 +136,8 @@ def create_app(proxy: Proxy) -> FastAPI:
         await _check(auth, request)
         return _json([info.__dict__ for info in list_plugins(proxy.pm)])
 
-    # POST /v1/chat/completions (and /chat/completions) is answered by this middleware.
-    app.add_middleware(ChatCompletionsMiddleware, proxy=proxy, authenticate=auth.check)
+    # Front-end paths (POST /v1/chat/completions, ...) and their endpoints are answered by this middleware.
+    app.add_middleware(FrontendMiddleware, proxy=proxy, authenticate=auth.check)
     for path in ("/v1/models", "/models"):
         app.add_api_route(path, list_models, methods=["GET"], include_in_schema=False)
         app.add_api_route(path + "/{model_id:path}", retrieve_model, methods=["GET"], include_in_schema=False)
@@ -146,17 +147,9 @@ def create_app(proxy: Proxy) -> FastAPI:
 
 
 def _model_list(proxy: Proxy) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = []
     created = int(time.time())
-    for backend in proxy.backends.values():
-        if not backend.health().usable:
-            continue
-        owner = proxy.display_name(backend)
-        data.extend(
-            {"id": f"{owner}:{model}", "object": "model", "created": created, "owned_by": owner}
-            for model in backend.models()
-        )
-    return data
+    return [{"id": model_id, "object": "model", "created": created, "owned_by": proxy.display_name(backend)}
+            for model_id, backend, _model in proxy.routable_models()]
 
 
 def _backend_states(proxy: Proxy) -> dict[str, dict[str, Any]]:

@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .frontend import OPENAI_CHAT
+
 if TYPE_CHECKING:
+    from .errors import UpstreamError
+    from .frontend import ClientRequest
     from .proxy import Proxy
     from .routing import Route
+    from .sse import UpstreamStream
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,13 @@ class Health:
 
 @dataclass
 class ChatCall:
-    """One chat-completions call as a backend sees it.
+    """One canonical (OpenAI chat-completions) call as a backend sees it.
 
-    ``body`` is the client's JSON body with ``model`` already rewritten to the upstream model and
+    ``body`` is the canonical body with ``model`` already rewritten to the upstream model and
     the URI parameters applied; backends may change their copy. ``attempt`` counts attempts on
-    this backend for this call, starting at 1.
+    this backend for this call, starting at 1. ``client`` is the client's request as its front
+    end parsed it (``None`` for calls a plugin makes through ``proxy.complete``): a backend that
+    speaks ``client.protocol`` natively may send ``client.native`` instead of ``body``.
     """
 
     body: dict[str, Any]
@@ -77,6 +84,7 @@ class ChatCall:
     stream: bool
     attempt: int = 1
     request_id: str = ""
+    client: ClientRequest | None = None
     #: Free space for plugins to keep per-call state between hooks (keyed by plugin name).
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -87,7 +95,9 @@ class Reply:
 
     Exactly one of ``body`` (non-streaming, raw bytes) and ``chunks`` (streaming, SSE bytes) is
     set. ``close`` releases the upstream connection; the core calls it when the client is done or
-    gone, and it must be safe to call twice.
+    gone, and it must be safe to call twice. ``protocol`` is the wire protocol of ``body`` and
+    ``chunks``: canonical OpenAI chat completions unless a backend answered a front end in its
+    own protocol (then the front end relays it untouched).
     """
 
     status: int = 200
@@ -97,6 +107,7 @@ class Reply:
     close: Callable[[], Awaitable[None]] | None = None
     backend: str = ""
     model: str = ""
+    protocol: str = OPENAI_CHAT
 
     async def aclose(self) -> None:
         if self.close is not None:
@@ -161,12 +172,17 @@ class Backend:
 
 
 class HTTPBackend(Backend):
-    """A backend that speaks the OpenAI chat-completions protocol over HTTP.
+    """A backend reached over HTTP; by default one that speaks OpenAI chat completions.
 
-    The core builds the request (``base_url() + "/chat/completions"``, ``Authorization`` from
-    ``api_key()``, the loop-guard header), runs every ``prepare_request`` hook, sends it on the
-    shared client and maps the answer. Subclasses usually only override :meth:`base_url`,
-    :meth:`api_key` or :meth:`health`.
+    The core runs one pipeline for every HTTP backend (``Proxy.send_upstream``): it builds the
+    request from the steps below plus the loop-guard header, runs every ``prepare_request``
+    hook, sends it on the shared client with the backend's timeout, maps an error status through
+    :meth:`parse_error` (then ``on_rate_limit`` and failover decide), guards a stream (idle and
+    lifetime limits, the start check) and hands a success through :meth:`transform_body` or
+    :meth:`transform_stream` and the ``stream_response`` hook. An OpenAI-compatible backend
+    overrides nothing but perhaps :meth:`base_url`, :meth:`api_key` or :meth:`health`; a backend
+    of another protocol (Anthropic Messages) overrides the request and reply steps and keeps
+    timeouts, the stream guard, failover and every hook without copying core code.
     """
 
     def base_url(self) -> str:
@@ -183,6 +199,43 @@ class HTTPBackend(Backend):
         if not self.base_url():
             return Health(False, f"no api_url configured for {self.instance.where()}")
         return Health(True)
+
+    # --- the request ---------------------------------------------------------------------
+
+    def request_path(self, call: ChatCall) -> str:
+        """Appended to :meth:`base_url` (``/chat/completions``)."""
+        return "/chat/completions"
+
+    def request_headers(self, call: ChatCall) -> dict[str, str]:
+        """Headers beside content type, accept and the loop guard: the credentials."""
+        key = self.api_key()
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    def request_body(self, call: ChatCall) -> dict[str, Any]:
+        """The JSON body to send (``prepare_request`` hooks may still edit it)."""
+        return call.body
+
+    # --- the answer --------------------------------------------------------------------------
+
+    def reply_protocol(self, call: ChatCall) -> str:
+        """The protocol the upstream answers in once :meth:`transform_body` / :meth:`transform_stream`
+        ran; the canonical one unless the backend relays a front end's own protocol."""
+        return OPENAI_CHAT
+
+    def parse_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> UpstreamError:
+        """An error answer (status >= 400) as an :class:`~hookproxy.UpstreamError`, keeping the
+        upstream's status, message and ``Retry-After``. The default reads OpenAI error bodies."""
+        from .upstream_errors import openai_error
+
+        return openai_error(self.id, status, headers, raw)
+
+    def transform_body(self, call: ChatCall, body: bytes) -> bytes:
+        """A non-streamed success body, as ``reply_protocol`` JSON (default: unchanged)."""
+        return body
+
+    def transform_stream(self, call: ChatCall, stream: UpstreamStream) -> AsyncIterator[bytes] | None:
+        """A streamed success, as ``reply_protocol`` SSE bytes; ``None`` relays it untouched."""
+        return None
 
     async def handle(self, call: ChatCall, proxy: Proxy) -> Reply:
         return await proxy.send_upstream(self, call)

@@ -17,7 +17,7 @@ being called, or waited for when it is the last candidate.
 
 Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
 attribute checks; no timer, no stream peeking here (the app still reads a stream to its first
-event before answering, see ``chat_endpoint.respond``).
+event before answering, see ``endpoint.respond``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .errors import ProxyError, UpstreamError, UpstreamTimeout
 from .streamcheck import first_output
 
 if TYPE_CHECKING:
+    from .frontend import ClientRequest
     from .proxy import Proxy
     from .routing import Route
 
@@ -48,11 +49,13 @@ LOCAL_FAILOVER_STATUSES = frozenset({401, 403, 429})
 class Attempts:
     """One request's way through its candidates; see the module docstring."""
 
-    __slots__ = ("proxy", "candidates", "body", "stream", "index", "hops", "call", "started",
+    __slots__ = ("proxy", "candidates", "body", "stream", "client", "index", "hops", "call", "started",
                  "last_error", "count", "shortest_retry_after")
 
-    def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool) -> None:
+    def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool,
+                 client: ClientRequest | None = None) -> None:
         self.proxy = proxy
+        self.client = client
         self.candidates = candidates
         self.body = body
         self.stream = stream
@@ -66,9 +69,9 @@ class Attempts:
 
     @classmethod
     def start(cls, proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool,
-              failover: bool = True) -> Attempts:
+              failover: bool = True, client: ClientRequest | None = None) -> Attempts:
         candidates = expand_candidates(proxy, routes)
-        return cls(proxy, candidates if failover else candidates[:1], body, stream)
+        return cls(proxy, candidates if failover else candidates[:1], body, stream, client)
 
     def _has_next(self) -> bool:
         return self.index + 1 < len(self.candidates) and self.hops < self.proxy.settings.max_failover_hops
@@ -90,7 +93,8 @@ class Attempts:
                 continue
             call = self.call
             if call is None:
-                call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream)
+                call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream,
+                                             client=self.client)
             has_next = self._has_next()
             self.count += 1
             try:
@@ -128,7 +132,7 @@ class Attempts:
                 reply = await backend.handle(call, self.proxy)
                 if reply.chunks is not None and has_next:
                     reply.backend = reply.backend or backend.id
-                    reply = await first_output(reply)
+                    reply = await first_output(reply, self.proxy.stream_judge(reply.protocol))
                 return reply
         except TimeoutError:
             if scope.expired():

@@ -12,7 +12,7 @@ on the firstresult hooks: a coroutine object is never ``None``, so it would alwa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from .backend import Backend, BackendInstance, ChatCall, RetryDecision, UpstreamRequest
     from .errors import UpstreamError
+    from .frontend import Frontend
     from .proxy import Proxy
     from .sse import UpstreamStream
 
@@ -58,6 +59,19 @@ def resolve_backend(instance: BackendInstance, proxy: Proxy) -> Backend | None:
     value. ``instance.synthesized`` is true for the default instance offered to connectors
     nobody configured; return ``None`` for it if your backend cannot work without
     configuration. Must not do network I/O. Stops at the first non-``None`` result.
+    """
+
+
+@hookspec
+def register_frontends(register: Callable[[Frontend], None], proxy: Proxy) -> None:
+    """Contribute client protocols: call ``register(frontend)`` once per :class:`~hookproxy.Frontend`.
+
+    Called once by the core while it builds the app, after every backend was resolved. A front
+    end claims POST paths (``frontend.paths``) that the core serves through its one pipeline
+    (auth, limits, routing, failover, stream checks) and extra endpoints
+    (``frontend.endpoints()``). Two front ends claiming the same path is a start-up error naming
+    both. The core's OpenAI chat-completions front end is registered through this hook too, by
+    the core's own ``openai-chat`` entry point. All implementations run.
     """
 
 
@@ -111,6 +125,7 @@ __all__ = [
     "hookimpl",
     "on_rate_limit",
     "prepare_request",
+    "register_frontends",
     "resolve_backend",
     "settings_model",
     "stream_response",

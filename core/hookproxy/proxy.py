@@ -20,14 +20,16 @@ from pydantic import BaseModel
 from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, UpstreamRequest
 from .config import LoadedConfig, Settings
 from .cooldown import Cooldowns
+from .dispatch import expand_candidates
 from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
+from .frontend import Frontend
 from .plugins import await_all
-from .retry_after import retry_after_from_headers
 from .roundrobin import RoundRobin
-from .routing import parse_chain
+from .routing import Route, parse_chain
 from .sse import UpstreamStream
 from .state import SharedState, open_state
+from .streamcheck import Judge, openai_started
 from .streamguard import StreamGuard
 from .transport import AiohttpTransport, UpstreamResponse, open_upstream
 
@@ -66,6 +68,9 @@ class Proxy:
         self.cooldowns = Cooldowns(self.state)
         self.round_robin = RoundRobin(self.state)
         self._resolve_backends(config.instances)
+        self.frontends: list[Frontend] = []
+        self._judges: dict[str, Judge] = {}
+        self.pm.hook.register_frontends(register=self._register_frontend, proxy=self)
 
     # --- settings and backends --------------------------------------------------------------
 
@@ -99,6 +104,31 @@ class Proxy:
                 continue
             self.backends[instance.id] = backend
         self.aliases = _aliases(self.backends)
+
+    def _register_frontend(self, frontend: Frontend) -> None:
+        if not isinstance(frontend, Frontend):
+            raise ConfigError(f"register_frontends: {frontend!r} is not a hookproxy.Frontend")
+        claimed = {path: other for other in self.frontends for path in other.paths}
+        for path in frontend.paths:
+            if path in claimed:
+                raise ConfigError(f"front ends {claimed[path].name!r} and {frontend.name!r} both claim POST {path}; "
+                                  "disable one with HOOKPROXY_DISABLE_PLUGINS")
+        self.frontends.append(frontend)
+        self._judges.setdefault(frontend.protocol, frontend.started)
+
+    def stream_judge(self, protocol: str) -> Judge:
+        """How the start of a stream in ``protocol`` is checked (canonical chunks by default)."""
+        return self._judges.get(protocol, openai_started)
+
+    def routable_models(self) -> list[tuple[str, Backend, str]]:
+        """``(routable id, backend, upstream model)`` for every model of every usable backend."""
+        models: list[tuple[str, Backend, str]] = []
+        for backend in self.backends.values():
+            if not backend.health().usable:
+                continue
+            owner = self.display_name(backend)
+            models.extend((f"{owner}:{model}", backend, model) for model in backend.models())
+        return models
 
     def lookup(self, name: str) -> Backend:
         """A backend by id or alias; unknown names are a 400 listing the known ones."""
@@ -142,32 +172,40 @@ class Proxy:
     async def complete(
         self, model: str, body: dict[str, Any], *, stream: bool, failover: bool = True
     ) -> Reply:
-        """Serve ``body`` with the backend(s) named by the selector ``model``.
+        """Serve the canonical ``body`` with the backend(s) named by the selector ``model``.
 
-        This is the entry point for the app and for plugins that compose backends; with
-        ``failover=False`` only the first candidate is tried (plugin retries still apply).
+        This is the entry point for plugins that compose backends (the hybrid); with
+        ``failover=False`` only the first candidate is tried (plugin retries still apply). The
+        reply is canonical (OpenAI chat completions).
         """
         routes = parse_chain(model)
         return await complete_with_failover(self, routes, body, stream=stream, failover=failover)
 
+    def candidates(self, model: str) -> list[tuple[Backend, Route]]:
+        """The backends a selector would try, in order (for endpoints such as token counting)."""
+        return [(self.lookup(route.backend or ""), route) for route in expand_candidates(self, parse_chain(model))]
+
     async def send_upstream(self, backend: HTTPBackend, call: ChatCall) -> Reply:
-        """One HTTP attempt against an OpenAI-compatible upstream (see ``HTTPBackend``)."""
+        """One HTTP attempt, built and read through the steps of ``backend`` (see ``HTTPBackend``)."""
         request = self._build_request(backend, call)
         await await_all(self.pm.hook.prepare_request(backend=backend, call=call, request=request))
         response = await self._send(backend, request)
         content_type = response.headers.get("content-type", "application/json")
         if response.status >= 400:
             raise await _upstream_error(backend, response)
+        protocol = backend.reply_protocol(call)
         if call.stream and content_type.startswith("text/event-stream"):
             settings = self.settings
             raw = _iterate(backend, response, StreamGuard(settings.stream_idle_timeout,
                                                            settings.stream_max_lifetime, response.aclose))
-            transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(raw))
+            chunks = backend.transform_stream(call, UpstreamStream(raw)) or raw
+            transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(chunks))
             return Reply(
                 status=response.status,
                 headers={"content-type": "text/event-stream; charset=utf-8"},
-                chunks=transformed if transformed is not None else raw,
+                chunks=transformed if transformed is not None else chunks,
                 close=response.aclose,
+                protocol=protocol,
             )
         try:
             body = await response.read()
@@ -177,7 +215,8 @@ class Proxy:
             raise UpstreamUnreachable(f"backend {backend.id!r} broke the answer: {exc}", backend=backend.id) from exc
         finally:
             await response.aclose()
-        return Reply(status=response.status, headers={"content-type": content_type}, body=body)
+        body = backend.transform_body(call, body)
+        return Reply(status=response.status, headers={"content-type": content_type}, body=body, protocol=protocol)
 
     def _build_request(self, backend: HTTPBackend, call: ChatCall) -> UpstreamRequest:
         headers = {
@@ -186,14 +225,12 @@ class Proxy:
             "accept-encoding": "identity",
             LOOP_GUARD_HEADER: "1",
         }
-        key = backend.api_key()
-        if key:
-            headers["authorization"] = f"Bearer {key}"
+        headers.update(backend.request_headers(call))
         return UpstreamRequest(
             method="POST",
-            url=backend.base_url() + "/chat/completions",
+            url=backend.base_url() + backend.request_path(call),
             headers=headers,
-            json=call.body,
+            json=backend.request_body(call),
             timeout=backend.timeout() or self.settings.timeout,
         )
 
@@ -247,34 +284,17 @@ async def _read_all(backend: Backend, response: UpstreamResponse, limit: int | N
     return b"".join(parts)
 
 
-async def _upstream_error(backend: Backend, response: UpstreamResponse) -> UpstreamError:
-    """Keep the upstream's status and message; parse Retry-After for the policies."""
+async def _upstream_error(backend: HTTPBackend, response: UpstreamResponse) -> UpstreamError:
+    """Read (at most a MiB of) an error answer and let the backend parse it."""
     try:
         raw = await _read_all(backend, response, limit=MAX_ERROR_BODY)
     except UpstreamError:
         raw = b""
     finally:
         await response.aclose()
-    status = response.status
-    upstream_body: dict[str, Any] | None = None
-    message = raw[:500].decode("utf-8", "replace").strip() or response.reason or "no body"
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        parsed = None
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-        upstream_body = parsed["error"]
-        message = str(upstream_body.get("message") or message)
-    elif isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-        message = parsed["error"]
-    return UpstreamError(
-        message if upstream_body else f"backend {backend.id!r} answered HTTP {status}: {message}",
-        status=status,
-        upstream_body=upstream_body,
-        retry_after=retry_after_from_headers(response.headers),
-        backend=backend.id,
-        raw_body=raw,
-    )
+    if not raw and response.reason:
+        raw = response.reason.encode()
+    return backend.parse_error(response.status, response.headers, raw)
 
 
 def _aliases(backends: Mapping[str, Backend]) -> dict[str, str]:

@@ -9,13 +9,17 @@ with the first byte anyway: a stream that is empty, garbage or an error from its
 reaches the client as a 502 with a message rather than an empty 200. The raw bytes pulled so far
 are re-emitted untouched and the rest of the upstream iterator follows, so nothing is re-encoded.
 
+Each protocol judges its own events (``Frontend.started``): a backend that relays Anthropic
+events natively is checked by the Anthropic front end's rules, canonical chunks by
+:func:`openai_started`.
+
 Choice: only the start is checked. A stream that first sends content and later breaks is
 relayed, and its failure becomes one error event (``relay``): bytes already went out.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .backend import Reply
@@ -58,9 +62,13 @@ def has_output(payload: Any) -> bool:
     return False
 
 
-def _verdict(event: SSEEvent, backend: str, need_output: bool) -> bool:
-    """True once output starts (or any valid event, without ``need_output``); False to keep
-    reading; raises BadStream for a failed start."""
+#: How a protocol judges one event at the start of a stream (``Frontend.started``).
+Judge = Callable[[SSEEvent, str, bool], bool]
+
+
+def openai_started(event: SSEEvent, backend: str, need_output: bool) -> bool:
+    """The judge for canonical (OpenAI chat) streams: True once output starts (or any valid
+    event, without ``need_output``); False to keep reading; raises BadStream for a failed start."""
     if event.data is None:
         if event.comments:
             return False  # an upstream keep-alive
@@ -78,9 +86,10 @@ def _verdict(event: SSEEvent, backend: str, need_output: bool) -> bool:
     return has_output(payload) if need_output else True
 
 
-async def read_start(reply: Reply, *, need_output: bool = True) -> list[bytes]:
+async def read_start(reply: Reply, *, need_output: bool = True, judge: Judge = openai_started) -> list[bytes]:
     """Pull ``reply.chunks`` up to its first output event (or, without ``need_output``, its first
-    valid event) and return the chunks pulled; the rest stays in ``reply.chunks``. Raises
+    valid event) and return the chunks pulled; the rest stays in ``reply.chunks``. ``judge``
+    reads the reply's protocol (OpenAI chunks by default). Raises
     BadStream for a failed start, and closes the reply whenever it raises (including on
     cancellation by the failover budget)."""
     assert reply.chunks is not None
@@ -96,7 +105,7 @@ async def read_start(reply: Reply, *, need_output: bool = True) -> list[bytes]:
                 raise BadStream(f"{exc.message} (before any output)", backend=reply.backend) from exc
             except StopAsyncIteration:
                 for event in parser.close():
-                    if _verdict(event, reply.backend, need_output):
+                    if judge(event, reply.backend, need_output):
                         break
                 else:
                     raise BadStream(f"backend {reply.backend!r} ended its stream before any event",
@@ -108,7 +117,7 @@ async def read_start(reply: Reply, *, need_output: bool = True) -> list[bytes]:
             for piece in _event_pieces(chunk):
                 for event in parser.feed(piece):
                     events += 1
-                    if _verdict(event, reply.backend, need_output):
+                    if judge(event, reply.backend, need_output):
                         found = True
                         break
                 if found:
@@ -133,11 +142,11 @@ def _event_pieces(chunk: bytes) -> list[bytes]:
     return [chunk[: end + 2], chunk[end + 2 :]]
 
 
-async def first_output(reply: Reply) -> Reply:
+async def first_output(reply: Reply, judge: Judge = openai_started) -> Reply:
     """``reply`` with its first output event already read and re-emitted in front, or raise."""
     assert reply.chunks is not None
     rest = reply.chunks
-    pulled = await read_start(reply)
+    pulled = await read_start(reply, judge=judge)
     reply.chunks = _replay(pulled, rest)
     return reply
 

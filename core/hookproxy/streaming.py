@@ -1,14 +1,22 @@
-"""Bytes to a streaming client: the relay, and keep-alives while failover waits (F-3).
+"""Bytes to a streaming client: the relay, and keep-alives while failover waits.
 
-``relay`` forwards a reply's SSE bytes untouched; an error after the first byte becomes one
-``data: {"error": ...}`` event and the end of the stream (E-4..E-6).
+``relay`` sends a reply's SSE events to the client through its front end: a reply already in
+the front end's protocol goes out untouched (the fast path: no parsing, no re-encoding), a
+canonical reply is rendered by ``Frontend.render_stream``. An error after the first byte
+becomes the front end's one error event (``Frontend.error_event``) and the end of the stream.
 
-``after_wait`` is used when a streaming request needs to wait (a retry after Retry-After, a
-delayed failover) before any byte reached the client. The app has then already answered
-``200 text/event-stream``; this generator sends ``: retrying in Ns`` and ``: keepalive``
-comments every ``keepalive_interval`` while the remaining attempts run, then relays the reply
-that finally came, or ends with one error event. The response headers went out before the
-answering backend was known, so it is named in a ``: hookproxy backend=... model=...`` comment.
+For the OpenAI chat front end the relay also enforces one rule on canonical streams: a client
+that did not ask for ``stream_options.include_usage`` never receives a chunk without choices
+(an upstream asked for usage by a plugin, such as qwen-oauth, sends one); the usage it carried is
+kept in ``client.state["usage"]`` for the proxy's own accounting.
+
+``after_wait`` is used when a streaming request must wait longer than a keep-alive interval (a
+retry after Retry-After, a delayed failover) before any byte reached the client. The app has
+then already answered ``200 text/event-stream``; this generator sends ``: retrying in Ns`` and
+the front end's keep-alive frame every ``keepalive_interval`` while the remaining attempts run,
+then relays the reply that finally came, or ends with one error event. The response headers went
+out before the answering backend was known, so it is named in a ``: hookproxy backend=...``
+comment.
 """
 
 from __future__ import annotations
@@ -16,36 +24,106 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .backend import Reply
 from .errors import ProxyError, UpstreamUnreachable, error_event
 from .failover import Attempts
+from .frontend import OPENAI_CHAT, ClientRequest, Frontend
 from .sse import DONE, encode_comment
+
+if TYPE_CHECKING:
+    from .proxy import Proxy
 
 log = logging.getLogger("hookproxy")
 
+EVENT_STREAM = "text/event-stream; charset=utf-8"
+#: A usage-only chunk as upstreams encode it (compact, or with Python's default separators).
+_EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
 
-async def relay(reply: Reply, head: Sequence[bytes] = ()) -> AsyncIterator[bytes]:
-    """Relay a stream (``head``: chunks already pulled from it); an error after the first byte
-    becomes one error event, then the end."""
+
+async def relay(
+    frontend: Frontend, client: ClientRequest, reply: Reply, head: Sequence[bytes] = ()
+) -> AsyncIterator[bytes]:
+    """Relay a stream (``head``: chunks already pulled from it) through ``frontend``; an error
+    after the first byte becomes one error event, then the end."""
     assert reply.chunks is not None
     try:
-        for chunk in head:
-            yield chunk
-        async for chunk in reply.chunks:
-            yield chunk
+        if reply.protocol != OPENAI_CHAT or frontend.protocol != OPENAI_CHAT:
+            source = _replay(head, reply.chunks)
+            if reply.protocol != frontend.protocol:
+                source = frontend.render_stream(source, client)
+            async for chunk in source:
+                yield chunk
+        elif client.usage_requested:
+            for chunk in head:
+                yield chunk
+            async for chunk in reply.chunks:
+                yield chunk
+        else:
+            for chunk in head:
+                yield _drop_usage_only(chunk, client) if _has_empty_choices(chunk) else chunk
+            async for chunk in reply.chunks:
+                yield _drop_usage_only(chunk, client) if _has_empty_choices(chunk) else chunk
     except ProxyError as exc:
         log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
-        yield error_event(exc)
+        yield frontend.error_event(exc, client)
     except OSError as exc:
-        yield error_event(UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}"))
+        yield frontend.error_event(UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}"), client)
     finally:
         await reply.aclose()
 
 
-async def after_wait(attempts: Attempts, wait: float, interval: float) -> AsyncIterator[bytes]:
+async def _replay(head: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+def _has_empty_choices(chunk: bytes) -> bool:
+    return _EMPTY_CHOICES[0] in chunk or _EMPTY_CHOICES[1] in chunk
+
+
+def _drop_usage_only(chunk: bytes, client: ClientRequest) -> bytes:
+    """``chunk`` without its events whose ``choices`` is empty (their usage is kept aside)."""
+    kept = []
+    for event in chunk.split(b"\n\n"):
+        if _has_empty_choices(event):
+            payload = _event_json(event)
+            if isinstance(payload, dict) and payload.get("choices") == []:
+                if isinstance(payload.get("usage"), dict):
+                    client.state["usage"] = payload["usage"]
+                continue
+        kept.append(event)
+    return b"\n\n".join(kept)
+
+
+def _event_json(event: bytes) -> Any:
+    data = b"".join(line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:"))
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def as_stream(reply: Reply) -> None:
+    """Give a canonical non-streamed ``reply`` (an upstream that ignored ``stream: true``) the
+    chunks a streaming client expects."""
+    body = completion_as_stream(reply.body or b"")
+    reply.body = None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    reply.chunks = chunks()
+
+
+async def after_wait(
+    proxy: Proxy, frontend: Frontend, client: ClientRequest, attempts: Attempts, wait: float, interval: float
+) -> AsyncIterator[bytes]:
     """Wait, keep the client warm, run the remaining attempts, and relay what answers."""
     step: Reply | float = wait
     try:
@@ -58,21 +136,24 @@ async def after_wait(attempts: Attempts, wait: float, interval: float) -> AsyncI
                     done, _ = await asyncio.wait({task}, timeout=interval)
                     finished = bool(done)
                     if not finished:
-                        yield encode_comment("keepalive")
+                        yield frontend.keepalive
             finally:
                 if not finished:
                     _abandon(task)
             step = task.result()
     except ProxyError as exc:
-        yield error_event(exc)
+        yield frontend.error_event(exc, client)
         return
     yield encode_comment(f"hookproxy backend={step.backend} model={step.model}")
-    if step.chunks is not None:
-        async for chunk in relay(step):
-            yield chunk
-        return
-    await step.aclose()
-    yield completion_as_stream(step.body or b"")
+    if step.chunks is None:
+        if step.protocol != OPENAI_CHAT:
+            await step.aclose()
+            yield frontend.error_event(UpstreamUnreachable(
+                f"backend {step.backend!r} answered a stream request with a non-streamed body"), client)
+            return
+        as_stream(step)
+    async for chunk in relay(frontend, client, step):
+        yield chunk
 
 
 def _abandon(task: asyncio.Future[Reply | float]) -> None:

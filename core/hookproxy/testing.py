@@ -5,7 +5,8 @@ Plugin packages opt in with ``pytest_plugins = ["hookproxy.testing"]`` in their 
 * :class:`FakeUpstream` is a real OpenAI-compatible HTTP server on 127.0.0.1 (uvicorn in a
   thread). Script it with :meth:`FakeUpstream.queue` (canned statuses, headers, JSON, SSE
   events with delays, raw byte chunks, mid-stream resets, stalls) or a ``handler`` function;
-  without a script it echoes the last user message. Every request is recorded, and so is
+  without a script it echoes the last user message (streamed word by word, with a usage chunk
+  when ``stream_options.include_usage`` is set). Every request is recorded, and so is
   whether the client closed a stream before its end (``stream_log``).
 * :func:`serve_app` runs any ASGI app (e.g. a hookproxy) on a free loopback port in a thread.
 * :func:`run_cli_proxy` starts ``python -m hookproxy`` as a subprocess and waits for it.
@@ -113,6 +114,13 @@ def chunk(delta: dict[str, Any], finish_reason: str | None = None, model: str = 
     }
 
 
+def usage_chunk(prompt: int = 5, completion: int = 7, model: str = "fake-model", **details: Any) -> dict[str, Any]:
+    """The usage-only chunk (``"choices": []``) OpenAI sends last when ``include_usage`` was asked."""
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, **details}
+    return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
+            "choices": [], "usage": usage}
+
+
 def content_stream(pieces: list[str], model: str = "fake-model") -> list[dict[str, Any]]:
     """Role chunk, one chunk per piece, and a stop chunk."""
     events = [chunk({"role": "assistant", "content": ""}, model=model)]
@@ -202,7 +210,11 @@ class FakeUpstream:
         if isinstance(body, dict) and body.get("stream"):
             words = text.split(" ")
             pieces = [word + (" " if index < len(words) - 1 else "") for index, word in enumerate(words)]
-            return Canned(sse=content_stream(pieces, model=model))
+            events = content_stream(pieces, model=model)
+            options = body.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage"):
+                events.append(usage_chunk(model=model))  # as OpenAI does when asked
+            return Canned(sse=events)
         return Canned(json=chat_completion(text, model=model))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,6 +21,7 @@ import orjson
 import pluggy
 import pytest
 
+import hookproxy.openai_chat
 import hookproxy.openai_compatible
 import hookproxy_hybrid
 from hookproxy.plugins import make_plugin_manager
@@ -49,7 +50,8 @@ def hybrid_pm() -> pluggy.PluginManager:
     """Only the built-in connector and this plugin: the tests do not depend on other plugins."""
     return make_plugin_manager(
         load_entrypoints=False,
-        extra=[("openai-compatible", hookproxy.openai_compatible), ("hybrid", hookproxy_hybrid)],
+        extra=[("openai-compatible", hookproxy.openai_compatible),
+        ("openai-chat", hookproxy.openai_chat), ("hybrid", hookproxy_hybrid)],
     )
 
 

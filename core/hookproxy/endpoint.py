@@ -1,0 +1,271 @@
+"""The one request pipeline every front end goes through, as a plain ASGI middleware.
+
+It sits in front of the FastAPI router and answers the paths front ends claim
+(``Frontend.paths``: ``/v1/chat/completions``, ``/v1/messages``, ...) and their extra
+endpoints; every other request goes to the app unchanged. Why not FastAPI routes: the bench
+profile (bench/RESULTS.md) charged about a quarter of the proxy's CPU per request to the route
+layer (dependency solving, the Request object, exception wrappers, per-request environment
+checks) on the path where every microsecond counts.
+
+For each request, in this order: proxy auth (and the brute-force throttle), the loop guard, the
+body size limit and JSON parsing, ``Frontend.parse`` into the canonical call, routing and the
+attempt loop (:mod:`hookproxy.failover`), then the answer through the front end
+(:mod:`hookproxy.streaming`). A ``ProxyError`` becomes an HTTP answer in the front end's shape in
+one place, :func:`error_response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from .backend import Reply
+from .errors import BodyTooLarge, InvalidRequest, LoopDetected, ProxyError
+from .failover import Attempts
+from .frontend import OPENAI_CHAT, ClientRequest, Endpoint, Frontend, HTTPRequest
+from .proxy import LOOP_GUARD_HEADER, Proxy
+from .routing import parse_chain
+from .streamcheck import read_start
+from .streaming import EVENT_STREAM, after_wait, as_stream, relay
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("hookproxy")
+
+JSON_HEADER = (b"content-type", b"application/json")
+_LOOP_GUARD = LOOP_GUARD_HEADER.encode()
+#: Headers of a stream committed before its backend was known (the backend is named in a comment).
+_COMMITTED_HEADERS = {"cache-control": "no-cache", "x-hookproxy-failover": "waiting"}
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def error_response(send: Send, error: ProxyError, frontend: Frontend | None = None) -> None:
+    """The one place a ProxyError becomes an HTTP answer (the front end's error body and status)."""
+    if frontend is None:
+        status, body = error.status, orjson.dumps(error.body())
+    else:
+        status, body = frontend.error_status(error), orjson.dumps(frontend.error_body(error))
+    headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in error.headers.items())
+    await send_json(send, status, body, headers)
+
+
+def internal_error() -> ProxyError:
+    return ProxyError("internal error in hookproxy; the proxy log has the details")
+
+
+class RequestHead:
+    """The few request headers the proxy reads, found in one pass over the raw ASGI list."""
+
+    __slots__ = ("authorization", "api_key", "content_length", "loop_guard", "client")
+
+    def __init__(self, scope: Scope) -> None:
+        self.authorization: str | None = None
+        self.api_key: str | None = None
+        self.content_length: int | None = None
+        self.loop_guard = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                self.authorization = value.decode("latin-1")
+            elif name == b"x-api-key":
+                self.api_key = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit():
+                self.content_length = int(value)
+            elif name == _LOOP_GUARD:
+                self.loop_guard = True
+        client = scope.get("client")
+        self.client: str = client[0] if client else "unknown"
+
+
+class FrontendMiddleware:
+    """Serves every front end's paths and endpoints; ``authenticate`` is the app's Authenticator."""
+
+    def __init__(self, app: ASGIApp, proxy: Proxy,
+                 authenticate: Callable[[RequestHead], Awaitable[None] | None]) -> None:
+        self.app = app
+        self.proxy = proxy
+        self.authenticate = authenticate
+        self.paths: dict[str, Frontend] = {path: frontend for frontend in proxy.frontends for path in frontend.paths}
+        self.endpoints: dict[tuple[str, str], list[tuple[Endpoint, Frontend]]] = {}
+        for frontend in proxy.frontends:
+            for endpoint in frontend.endpoints():
+                self.endpoints.setdefault((endpoint.method.upper(), endpoint.path), []).append((endpoint, frontend))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        frontend = self.paths.get(scope["path"])
+        if frontend is not None:
+            if scope["method"] == "POST":
+                await self._serve(frontend, scope, receive, send)
+            else:
+                await error_response(send, ProxyError(
+                    f"{scope['method']} {scope['path']}: Method Not Allowed; use POST", status=405,
+                    type="invalid_request_error", headers={"Allow": "POST"}), frontend)
+            return
+        candidates = self.endpoints.get((scope["method"], scope["path"]))
+        if candidates is None or not await self._endpoint(candidates, scope, receive, send):
+            await self.app(scope, receive, send)
+
+    # --- the proxy path --------------------------------------------------------------------
+
+    async def _serve(self, frontend: Frontend, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            client, attempts, step = await self._first_answer(frontend, scope, receive)
+        except ProxyError as error:
+            await error_response(send, error, frontend)
+            return
+        except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
+            log.exception("internal error while serving %s", scope["path"])
+            await error_response(send, internal_error(), frontend)
+            return
+        if isinstance(step, Reply):
+            await respond(self.proxy, frontend, client, step, scope, receive, send)
+            return
+        # A stream that must wait longer than a keep-alive interval: commit it now so keep-alives flow.
+        response = StreamingResponse(
+            after_wait(self.proxy, frontend, client, attempts, step, self.proxy.settings.keepalive_interval),
+            media_type=EVENT_STREAM, headers=_COMMITTED_HEADERS)
+        await response(scope, receive, send)
+
+    async def _first_answer(
+        self, frontend: Frontend, scope: Scope, receive: Receive
+    ) -> tuple[ClientRequest, Attempts, Reply | float]:
+        """The parsed request, its attempts, and a reply or (streams only) a long wait.
+
+        Waits no longer than ``keepalive_interval`` pass silently, streaming or not, so a short
+        retry never commits a stream: an error after it keeps its HTTP status and Retry-After.
+        """
+        proxy = self.proxy
+        settings = proxy.settings
+        head = RequestHead(scope)
+        rejected = self.authenticate(head)  # None for a good key; a bad one is counted, then raises
+        if rejected is not None:
+            await rejected
+        if head.loop_guard:
+            raise LoopDetected("request loop detected: this request already passed through a hookproxy")
+        body = await read_json(receive, head, settings.max_body_bytes)
+        client = frontend.parse(HTTPRequest(scope, body))
+        attempts = Attempts.start(proxy, parse_chain(settings.force_model or client.model), client.body,
+                                  stream=client.stream, client=client)
+        step = await attempts.next()
+        interval = settings.keepalive_interval
+        while not isinstance(step, Reply) and (not client.stream or step <= interval):
+            await asyncio.sleep(step)
+            step = await attempts.next()
+        return client, attempts, step
+
+    # --- extra endpoints -------------------------------------------------------------------
+
+    async def _endpoint(
+        self, candidates: list[tuple[Endpoint, Frontend]], scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        """Serve the first endpoint whose ``when`` accepts the request; False when none does."""
+        request = HTTPRequest(scope)
+        match = next(((endpoint, frontend) for endpoint, frontend in candidates
+                      if endpoint.when is None or endpoint.when(request)), None)
+        if match is None:
+            return False
+        endpoint, frontend = match
+        try:
+            head = RequestHead(scope)
+            if not endpoint.public and (rejected := self.authenticate(head)) is not None:
+                await rejected
+            if endpoint.json_body:
+                request.body = await read_json(receive, head, self.proxy.settings.max_body_bytes)
+            answer = await endpoint.handler(request, self.proxy)
+        except ProxyError as error:
+            await error_response(send, error, frontend)
+            return True
+        except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
+            log.exception("internal error while serving %s %s", scope["method"], scope["path"])
+            await error_response(send, internal_error(), frontend)
+            return True
+        body = b"" if answer.data is None else orjson.dumps(answer.data)
+        headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in answer.headers.items())
+        await send_json(send, answer.status, b"" if scope["method"] == "HEAD" else body, headers)
+        return True
+
+
+async def read_json(receive: Receive, head: RequestHead, max_body: int) -> dict[str, Any]:
+    length = head.content_length
+    if length is not None and length > max_body:
+        raise BodyTooLarge(f"request body of {length} bytes is over the {max_body}-byte limit")
+    message = await receive()
+    raw = message.get("body", b"")
+    if message.get("more_body"):
+        chunks = [raw]
+        size = len(raw)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > max_body:
+                raise BodyTooLarge(f"request body is over the {max_body}-byte limit")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+    elif len(raw) > max_body:
+        raise BodyTooLarge(f"request body is over the {max_body}-byte limit")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def reply_headers(reply: Reply) -> dict[str, str]:
+    headers = {"x-hookproxy-backend": reply.backend, "x-hookproxy-model": reply.model}
+    for name, value in reply.headers.items():
+        if name.lower().startswith("x-hookproxy-"):
+            headers[name] = value
+    return headers
+
+
+async def respond(
+    proxy: Proxy, frontend: Frontend, client: ClientRequest, reply: Reply, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer with ``reply``: relayed untouched in the front end's own protocol, else rendered."""
+    headers = reply_headers(reply)
+    if reply.chunks is None and client.stream and reply.protocol == OPENAI_CHAT:
+        as_stream(reply)  # an upstream that ignored stream: true
+    if reply.chunks is not None:
+        # Read to the first valid event (it comes with the first byte anyway), so a stream that is
+        # empty, garbage or an error from its start is a 502 with a message, not an empty 200.
+        try:
+            head = await read_start(reply, need_output=False, judge=proxy.stream_judge(reply.protocol))
+        except ProxyError as error:
+            await error_response(send, error, frontend)
+            return
+        response = StreamingResponse(relay(frontend, client, reply, head), status_code=reply.status,
+                                     media_type=EVENT_STREAM, headers=headers)
+        await response(scope, receive, send)
+        return
+    body = reply.body or b""
+    content_type = reply.headers.get("content-type", "application/json")
+    if reply.protocol != frontend.protocol:
+        try:
+            body = frontend.render_body(body, client)
+        except ProxyError as error:
+            await error_response(send, error, frontend)
+            return
+        content_type = "application/json"
+    raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
+    raw_headers.extend((name.encode(), value.encode("latin-1", "replace")) for name, value in headers.items())
+    await send_json(send, reply.status, body, raw_headers)
