@@ -52,9 +52,11 @@ def test_a_missing_env_var_exits_2_naming_it(tmp_path):
     assert_one_line_error(hookproxy("--config", str(path)), "MY_PROXY_KEY", "export")
 
 
-def test_an_invalid_env_value_exits_2(tmp_path):
+def test_an_invalid_env_value_exits_2_naming_the_variable_not_the_file(tmp_path):
     path = write_config(tmp_path, {})
-    assert_one_line_error(hookproxy("--config", str(path), env={"HOOKPROXY_PORT": "x"}), "port")
+    result = hookproxy("--config", str(path), env={"HOOKPROXY_PORT": "x"})
+    assert_one_line_error(result, "environment variable HOOKPROXY_PORT", "'x'")
+    assert str(path) not in result.stderr
 
 
 @pytest.mark.parametrize("extra", [[], ["--disable-auth", "--api-key", "k"]])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+import hookproxy.openai_compatible
 from hookproxy.config import load_config
 from hookproxy.errors import ConfigError
 from hookproxy.factory import build_proxy
+from hookproxy.plugins import make_plugin_manager
 from hookproxy.testing import write_config
 from tests.conftest import core_pm
 
@@ -91,10 +93,19 @@ def test_instance_file_with_yaml_error_aborts_with_its_line(tmp_path):
         load_config(path, env={})
 
 
-def test_instances_of_unknown_connectors_are_skipped_and_reported(tmp_path):
+def test_an_instance_of_an_unknown_connector_is_a_start_up_error(tmp_path):
     path = write_config(tmp_path, {}, {"nosuch.thing": {"extra": {}}})
-    proxy = build_proxy(path, pm=core_pm(), env={})
-    assert "nosuch.thing" in proxy.skipped and "nosuch" in proxy.skipped["nosuch.thing"]
+    with pytest.raises(ConfigError, match=r"nosuch\.thing.*no installed plugin provides connector 'nosuch'.*"
+                                          r"openai-compatible"):
+        build_proxy(path, pm=core_pm(), env={})
+
+
+def test_an_instance_of_a_disabled_plugin_is_skipped_and_reported(tmp_path):
+    path = write_config(tmp_path, {}, {"nosuch.thing": {"extra": {}}})
+    pm = make_plugin_manager(load_entrypoints=False, block=["nosuch"],
+                             extra=[("openai-compatible", hookproxy.openai_compatible)])
+    proxy = build_proxy(path, pm=pm, env={})
+    assert "HOOKPROXY_DISABLE_PLUGINS" in proxy.skipped["nosuch.thing"]
 
 
 def test_failover_routes_come_from_yaml_or_a_json_env_var(tmp_path):

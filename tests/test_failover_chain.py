@@ -1,4 +1,4 @@
-"""Failover through a chain of fake upstreams a|b|c: each failure mode ends as specified (F-2..F-5)."""
+"""Failover through a chain of fake upstreams a|b|c: each failure mode ends as the README's failover table says."""
 
 from __future__ import annotations
 

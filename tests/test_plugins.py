@@ -148,8 +148,10 @@ def test_hook_settings_model(tmp_path):
         Knobs).shout_level == 3
     assert build_proxy(path, {"shout_level": "4"}, pm=core_pm(("k", Plugin())), env={}).settings_for(
         Knobs).shout_level == 4
-    with pytest.raises(ConfigError, match="shout_level"):
+    with pytest.raises(ConfigError, match="^--shout-level: .*greater than or equal to 1"):
         build_proxy(path, {"shout_level": "0"}, pm=core_pm(("k", Plugin())), env={})
+    with pytest.raises(ConfigError, match="^environment variable HOOKPROXY_SHOUT_LEVEL: "):
+        build_proxy(path, pm=core_pm(("k", Plugin())), env={"HOOKPROXY_SHOUT_LEVEL": "0"})
 
 
 def test_hook_resolve_backend(proxy_for, fake_upstream):
@@ -224,6 +226,76 @@ def test_hook_stream_response(proxy_for, fake_upstream):
     sdk = openai.OpenAI(base_url=running.url + "/v1", api_key=PROXY_KEY, max_retries=0)
     stream = sdk.chat.completions.create(model="m1", messages=[{"role": "user", "content": "x"}], stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream) == "HÉLLO"
+
+
+class Recorder:
+    """An observer plugin that keeps every event, and one that always raises."""
+
+    def __init__(self) -> None:
+        self.attempts: list[hookproxy.AttemptEnded] = []
+        self.requests: list[hookproxy.RequestEnded] = []
+
+    @hookproxy.hookimpl
+    def attempt_ended(self, event):
+        self.attempts.append(event)
+
+    @hookproxy.hookimpl
+    def request_ended(self, event, proxy):
+        assert proxy.backends
+        self.requests.append(event)
+
+
+class Broken:
+    @hookproxy.hookimpl
+    def attempt_ended(self, event):
+        raise RuntimeError("observer bug")
+
+    @hookproxy.hookimpl
+    def request_ended(self, event):
+        raise RuntimeError("observer bug")
+
+
+def wait_for(predicate, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_hook_attempt_ended(proxy_for, fake_upstream):
+    recorder = Recorder()
+    running = proxy_for({"failure_handling": {"min_retry_wait": 0.01}}, plugins=(("rec", recorder),))
+    fake_upstream.queue(Canned(status=503, json={"error": {"message": "busy"}}))
+    response = httpx.post(running.url + "/v1/chat/completions", headers={"x-api-key": PROXY_KEY},
+                          json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 200
+    wait_for(lambda: len(recorder.requests) == 1)
+    failed, answered = recorder.attempts
+    assert (failed.backend, failed.model, failed.status, failed.error, failed.decision) == ("up", "m1", 503, "http",
+                                                                                           "retry")
+    assert (answered.attempt, answered.index, answered.status, answered.decision) == (2, 2, 200, "answered")
+    assert failed.request_id == answered.request_id == response.headers["x-request-id"]
+    assert failed.duration >= 0 and answered.ttfb is not None
+
+
+def test_hook_request_ended(proxy_for, fake_upstream, caplog):
+    recorder = Recorder()
+    running = proxy_for(plugins=(("broken", Broken()), ("rec", recorder)))
+    for _ in range(2):  # the broken observer is logged once, and never reaches the client
+        response = httpx.post(running.url + "/v1/chat/completions",
+                              headers={"x-api-key": PROXY_KEY, "x-request-id": "client-id-1"},
+                              json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
+        assert response.status_code == 200 and response.headers["x-request-id"] == "client-id-1"
+    wait_for(lambda: len(recorder.requests) == 2)
+    event = recorder.requests[0]
+    assert (event.frontend, event.backend, event.model, event.status, event.stream) == ("openai-chat", "up", "m1",
+                                                                                       200, False)
+    assert event.request_id == "client-id-1" and event.key_id and PROXY_KEY not in event.key_id
+    assert event.usage is not None and (event.usage.input, event.usage.output) == (1, 1)
+    assert event.duration >= event.overhead >= 0 and event.attempts == 1 and event.error is None
+    assert caplog.text.count("observer 'broken' failed") == 1
 
 
 def test_every_hook_has_a_test_and_is_documented_in_the_readme():

@@ -13,8 +13,9 @@ from pathlib import Path
 import hookproxy
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_MODULES = {"hookproxy", "hookproxy.errors", "hookproxy.frontend", "hookproxy.hookspecs", "hookproxy.routing",
-                  "hookproxy.sse", "hookproxy.state", "hookproxy.testing", "hookproxy.upstream_errors"}
+PUBLIC_MODULES = {"hookproxy", "hookproxy.errors", "hookproxy.frontend", "hookproxy.hookspecs", "hookproxy.observe",
+                  "hookproxy.routing", "hookproxy.sse", "hookproxy.state", "hookproxy.testing",
+                  "hookproxy.upstream_errors"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -40,3 +41,11 @@ def test_the_public_modules_are_documented():
     doc = hookproxy.__doc__ or ""
     for module in PUBLIC_MODULES - {"hookproxy"}:
         assert f"``{module}``" in doc, f"{module} is public but not listed in hookproxy's docstring"
+
+
+def test_a_front_end_fails_a_stream_start_with_the_public_bad_stream():
+    """``Frontend.started`` raises BadStream for a failed start; plugins reach it from ``hookproxy``."""
+    from hookproxy.streamcheck import BadStream
+
+    assert hookproxy.BadStream is BadStream and "BadStream" in hookproxy.__all__
+    assert BadStream("x").status == 502 and BadStream.fail_over_at_once

@@ -1,4 +1,4 @@
-"""Brute-force protection on the proxy key (A-5)."""
+"""Brute-force protection on the proxy key."""
 
 from __future__ import annotations
 

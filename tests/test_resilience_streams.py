@@ -1,4 +1,4 @@
-"""Streams under failure: keep-alives while waiting, idle timeout, lifetime cap (F-3)."""
+"""Streams under failure: keep-alives while waiting, idle timeout, lifetime cap."""
 
 from __future__ import annotations
 

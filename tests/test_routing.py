@@ -1,4 +1,4 @@
-"""Selector grammar (U-1..U-4), failover chains and bracketed specs."""
+"""Selector grammar, failover chains and bracketed specs."""
 
 from __future__ import annotations
 

@@ -3,11 +3,11 @@
 This module is the public plugin API: the ``hookimpl`` marker, the backend and front-end base
 classes, the objects hooks receive, and the error tree. Plugins may also import these
 documented modules: ``hookproxy.hookspecs`` (the hooks), ``hookproxy.errors`` (the error tree),
-``hookproxy.frontend`` (front ends), ``hookproxy.sse`` (parsing and encoding events),
-``hookproxy.routing`` (selector and URI-parameter parsing), ``hookproxy.upstream_errors``
-(reading upstream error answers), ``hookproxy.state`` (the state shared between workers and
-hosts, reached as ``proxy.state``) and ``hookproxy.testing`` (the test kit). Everything else is
-internal and may change without notice.
+``hookproxy.frontend`` (front ends), ``hookproxy.observe`` (observer events),
+``hookproxy.sse`` (parsing and encoding events), ``hookproxy.routing`` (selector and
+URI-parameter parsing), ``hookproxy.upstream_errors`` (reading upstream error answers),
+``hookproxy.state`` (the state shared between workers and hosts, reached as ``proxy.state``) and
+``hookproxy.testing`` (the test kit). Everything else is internal and may change without notice.
 """
 
 from .backend import (
@@ -33,14 +33,19 @@ from .errors import (
 )
 from .frontend import OPENAI_CHAT, ClientRequest, Endpoint, Frontend, HTTPRequest, JSONAnswer
 from .hookspecs import hookimpl
+from .observe import AttemptEnded, RequestEnded, Usage
 from .proxy import Proxy
 from .retry_after import parse_retry_after
 from .sse import DONE, SSEEvent, SSEParser, UpstreamStream, encode_comment, encode_event
 from .state import SharedState, Table
+from .streamcheck import BadStream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttemptEnded",
+    "RequestEnded",
+    "Usage",
     "DONE",
     "OPENAI_CHAT",
     "ClientRequest",
@@ -49,6 +54,7 @@ __all__ = [
     "HTTPRequest",
     "JSONAnswer",
     "AuthenticationFailed",
+    "BadStream",
     "Backend",
     "BackendInstance",
     "ChatCall",

@@ -9,12 +9,14 @@ rest; a stream that already sent bytes ends with one error event instead (``stre
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import FastAPI, Request
@@ -36,16 +38,29 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
 
 
-class Authenticator:
-    """Checks ``Authorization: Bearer <key>`` or ``x-api-key`` in constant time (A-1, A-2).
+def query_api_key(query_string: bytes) -> str | None:
+    """The ``api_key`` query parameter (Gemini clients send the key that way), else ``None``.
 
-    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard` (A-5); its
+    Parsed only when no header carried a key; the value is never logged.
+    """
+    if b"api_key=" not in query_string:
+        return None
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("api_key")
+    return values[-1] if values else None
+
+
+class Authenticator:
+    """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
+    ``x-goog-api-key`` or the ``api_key`` query parameter.
+
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`; its
     tables are empty until a bad key arrives, so good traffic pays one truth test and never
     waits on shared state; only a bad key's path awaits (counting it, maybe across hosts).
     """
 
     def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
         self._keys = [key.encode() for key in keys]
+        self._ids = [key_id(key) for key in keys]
         self.guard = guard if guard is not None else BruteForceGuard()
 
     @property
@@ -63,12 +78,16 @@ class Authenticator:
         authorization = head.authorization
         if supplied is None and authorization and authorization.startswith("Bearer "):
             supplied = authorization[7:].strip()
+        if supplied is None and head.query_string:
+            supplied = query_api_key(head.query_string)
         if supplied is not None:
             candidate = supplied.encode()
-            matched = False
-            for key in self._keys:
-                matched |= hmac.compare_digest(candidate, key)
-            if matched:
+            matched = -1
+            for index, key in enumerate(self._keys):  # every key is compared: no early exit to time
+                if hmac.compare_digest(candidate, key):
+                    matched = index
+            if matched >= 0:
+                head.key_id = self._ids[matched]
                 if guard.active:
                     guard.success(head.client)
                 return None
@@ -77,9 +96,17 @@ class Authenticator:
     async def _reject(self, client: str) -> None:
         await self.guard.failure(client)
         raise AuthenticationFailed(
-            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' with a key from auth.api_keys, "
-            "HOOKPROXY_API_KEYS or --api-key"
+            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
+            "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
         )
+
+
+def key_id(key: str) -> str:
+    """A proxy key's name in usage reports and events: ``key-`` and 8 hex digits of its SHA-256.
+
+    Stable across restarts and key order, and useless for guessing the key itself.
+    """
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 async def _check(auth: Authenticator, request: Request) -> None:

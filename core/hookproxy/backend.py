@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .errors import BackendNotUsable, ProxyError
 from .frontend import OPENAI_CHAT
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BackendInstance:
-    """One configured backend, as written in YAML (C-8, C-9).
+    """One configured backend, as written in YAML (a ``backends:`` block or an instance file).
 
     ``id`` is the instance id (``openai-compatible.minimax`` for an instance file, the block key
     for a ``backends:`` block); ``extra`` is the plugin's own settings block, validated by the
@@ -44,6 +45,9 @@ class BackendInstance:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     source: Path | None = None
     synthesized: bool = False
+    #: The environment variable(s) ``api_key`` was read from (``${MINIMAX_API_KEY:-}``), so a
+    #: missing key can be reported as "set MINIMAX_API_KEY".
+    api_key_env: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -149,6 +153,12 @@ class Backend:
     :meth:`health` to report missing credentials and the like.
     """
 
+    #: Whether this backend can serve with no instance configured at all (the hybrid, which only
+    #: composes other backends, can). Only then does the core keep the ``<connector>.default``
+    #: instance it offers to every installed connector nobody configured; a backend that needs an
+    #: ``api_url`` or a key leaves this false, so an installed plugin never adds a backend by itself.
+    serves_unconfigured: bool = False
+
     def __init__(self, instance: BackendInstance) -> None:
         self.instance = instance
 
@@ -162,6 +172,14 @@ class Backend:
 
     def health(self) -> Health:
         return Health(usable=True)
+
+    def refusal(self) -> ProxyError | None:
+        """The error to answer instead of contacting this backend, or ``None`` to go ahead.
+
+        The core asks before every attempt. The default refuses nothing: a backend that is not
+        usable refuses in its own ``handle`` or hook, with its own status.
+        """
+        return None
 
     async def handle(self, call: ChatCall, proxy: Proxy) -> Reply:
         """Serve one call; raise a :class:`~hookproxy.errors.ProxyError` on failure."""
@@ -199,6 +217,18 @@ class HTTPBackend(Backend):
         if not self.base_url():
             return Health(False, f"no api_url configured for {self.instance.where()}")
         return Health(True)
+
+    def refusal(self) -> ProxyError | None:
+        """A backend whose :meth:`health` says it is not usable is refused locally (503).
+
+        Sending it the request could only fail, later and less clearly (a keyless request to a
+        public API comes back as 401, or as a DNS error); the refusal names what to set, and
+        failover moves on to the next candidate at once.
+        """
+        state = self.health()
+        if state.usable:
+            return None
+        return BackendNotUsable(f"backend {self.id!r} is not usable: {state.reason}", backend=self.id)
 
     # --- the request ---------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Throttle clients that keep sending bad proxy keys (A-5), counted across workers and hosts.
+"""Throttle clients that keep sending bad proxy keys, counted across workers and hosts.
 
 Per client address: ``max_failures`` bad keys within ``window`` seconds block the address for
 ``block`` seconds; every later block doubles (``factor``) up to ``cap``. A blocked address gets

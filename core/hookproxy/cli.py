@@ -1,4 +1,4 @@
-"""``hookproxy``: start the proxy, or ``hookproxy plugins`` to list plugins and backend state.
+"""``hookproxy``: start the proxy; ``plugins``, ``check``, ``init`` and ``demo`` are subcommands.
 
 A bad flag or configuration prints one line naming the problem and the fix, and exits 2.
 Plugins contribute flags through their ``settings_model`` hook, so they appear in ``--help``.
@@ -12,16 +12,21 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pluggy
 from pydantic import BaseModel
 
-from .config import LOG_LEVELS, default_config_path
+from . import __version__
+from .config import DEFAULT_CONFIG, LOG_LEVELS, Settings, default_config_path
 from .errors import ConfigError
 from .factory import build_proxy
+from .observe import RequestIdFilter
+from .original_names import check_static_route
 from .plugins import list_plugins, make_plugin_manager, settings_models
 from .proxy import Proxy
 
@@ -40,11 +45,16 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, help="port to listen on (default 8000)")
     add("--default-backend", "--backend", dest="default_backend", metavar="NAME",
         help="backend (or selector such as a:m1|b:m2) for models given without a backend: prefix")
-    add("--force-model", metavar="MODEL", help="replace every request's model with MODEL ([backend:]model)")
+    forced = parser.add_mutually_exclusive_group()
+    forced.add_argument("--force-model", metavar="MODEL",
+                        help="replace every request's model with MODEL ([backend:]model)")
+    forced.add_argument("--static-route", dest="force_model", metavar="BACKEND:MODEL", type=_static_route,
+                        help="the original proxy's name for --force-model, strictly BACKEND:MODEL")
     add("--api-key", dest="api_keys", action="append", metavar="KEY",
         help="a proxy API key clients must send (repeatable; also HOOKPROXY_API_KEYS, auth.api_keys)")
     add("--disable-auth", action="store_true", default=None, help="accept requests without a key (loopback only)")
-    add("--log-level", choices=LOG_LEVELS, help="log level (default INFO)")
+    add("--log-level", choices=LOG_LEVELS, type=str.upper, help="log level, any case (default INFO)")
+    add("--log", dest="log_file", metavar="FILE", help="also append the log to FILE")
     add("--timeout", type=float, metavar="SECONDS", help="upstream timeout (default 120)")
     add("--max-body-bytes", type=int, metavar="N", help="largest accepted request body (default 10 MiB)")
     add("--workers", type=int, metavar="N", help="worker processes serving the port (default 1)")
@@ -62,6 +72,18 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=float if "hops" not in flag else int, help=help_text)
     group.add_argument("--shutdown-grace-period", type=float, metavar="SECONDS",
                        help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
+    watch = parser.add_argument_group("observability")
+    watch.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
+                       help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")
+    watch.add_argument("--access-log", choices=("off", "text", "json"),
+                       help="one log line per request on hookproxy.access (default off)")
+
+
+def _static_route(value: str) -> str:
+    try:
+        return check_static_route(value, "--static-route")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("--static-route ")) from None
 
 
 def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[BaseModel]]]) -> None:
@@ -79,11 +101,19 @@ def _plugin_flags(parser: argparse.ArgumentParser, models: list[tuple[str, type[
                 group.add_argument(*flags, dest=name, metavar="VALUE", default=None, help=help_text)
 
 
-def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="hookproxy",
-        description="A plugin-based, OpenAI-compatible LLM proxy. 'hookproxy plugins' lists plugins and backends.",
-    )
+MAIN_DESCRIPTION = (
+    "A plugin-based, OpenAI-compatible LLM proxy. Commands: 'hookproxy' serves; 'hookproxy demo' serves a "
+    "demo backend that needs no model; 'hookproxy check' validates the configuration without serving; "
+    "'hookproxy init [DIR]' writes a starter config; 'hookproxy plugins' lists plugins and backends."
+)
+
+
+def build_parser(
+    pm: pluggy.PluginManager, prog: str = "hookproxy", description: str = MAIN_DESCRIPTION
+) -> argparse.ArgumentParser:
+    # allow_abbrev=False: `--log x` must not become `--log-level x`; every flag is spelled out.
+    parser = _Parser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _core_flags(parser)
     _plugin_flags(parser, settings_models(pm))
     return parser
@@ -103,10 +133,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _describe_backends(proxy: Proxy) -> list[str]:
+def public_host_refusal(settings: Settings) -> str | None:
+    """Why the proxy refuses to listen (a public address without auth), or ``None``."""
+    if settings.auth_enabled or _is_loopback(settings.host):
+        return None
+    why = "auth is disabled" if settings.disable_auth else "no API key is configured"
+    return (f"refusing to listen on {settings.host} because {why}; add a key with --api-key KEY "
+            "(or HOOKPROXY_API_KEYS, auth.api_keys) or listen on --host 127.0.0.1")
+
+
+def _describe_backends(proxy: Proxy, *, everything: bool = True) -> list[str]:
+    """One line per backend; without ``everything``, defaults that cannot serve are left out."""
     lines = []
     for backend in proxy.backends.values():
         state = backend.health()
+        if not everything and backend.instance.synthesized and not state.usable:
+            continue
         name = proxy.display_name(backend)
         label = f"{name} ({backend.id})" if name != backend.id else name
         if state.usable:
@@ -120,16 +162,18 @@ def _describe_backends(proxy: Proxy) -> list[str]:
     return lines
 
 
-def _load(argv: Sequence[str]) -> tuple[Proxy, dict[str, Any]]:
+def _load(
+    argv: Sequence[str], prog: str = "hookproxy", description: str = MAIN_DESCRIPTION
+) -> tuple[Proxy, dict[str, Any]]:
     try:
         pm = make_plugin_manager()
     except ConfigError as exc:
         _fail(exc.message)
-    args = build_parser(pm).parse_args(argv)
+    args = build_parser(pm, prog, description).parse_args(argv)
     values = {key: value for key, value in vars(args).items()
               if value is not None and key != "config"}
     try:
-        proxy = build_proxy(default_config_path(args.config), values, pm=pm)
+        proxy = build_proxy(default_config_path(args.config or config_from_env(os.environ)), values, pm=pm)
     except ConfigError as exc:
         _fail(exc.message)
     return proxy, values
@@ -140,38 +184,94 @@ def load_proxy(argv: Sequence[str]) -> Proxy:
     return _load(argv)[0]
 
 
+def config_source_line(proxy: Proxy) -> str:
+    """Which config file is in use, or where none was found (so a start outside the repo is clear)."""
+    if proxy.config.path is not None:
+        return f"  config: {proxy.config.path}"
+    return (f"  config: none found (looked for {DEFAULT_CONFIG} in {Path.cwd()}); "
+            "run 'hookproxy init' to write one or pass --config FILE")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before the banner, so a busy port is one line, not a traceback."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host") from exc
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop the process using it or pick "
+            "another port with --port N (or HOOKPROXY_PORT)"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def config_from_env(env: Mapping[str, str]) -> str | None:
+    """``HOOKPROXY_CONFIG``, else the original proxy's ``CONFIG_FILE``."""
+    return env.get("HOOKPROXY_CONFIG") or env.get("CONFIG_FILE") or None
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    """Log to stderr and, with ``--log FILE``, append to FILE as well."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as exc:
+            _fail(f"cannot open log file {log_file}: {exc.strerror}; pass --log with a writable path")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    for handler in handlers:  # log lines carry the id of the request they are about (- outside one)
+        handler.addFilter(RequestIdFilter())
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=handlers)
+
+
 def serve(argv: Sequence[str]) -> None:
     import uvicorn
 
     from .app import create_app
-    from .workers import ARGV_ENV, LOG_FORMAT
+    from .workers import ARGV_ENV
 
     proxy, _values = _load(argv)
     settings = proxy.settings
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
-    if not settings.auth_enabled and not _is_loopback(settings.host):
-        why = "auth is disabled" if settings.disable_auth else "no API key is configured"
-        _fail(
-            f"refusing to listen on {settings.host} because {why}; add a key with --api-key KEY "
-            "(or HOOKPROXY_API_KEYS, auth.api_keys) or listen on --host 127.0.0.1"
-        )
-    url = f"http://{settings.host}:{settings.port}/v1"
+    setup_logging(settings.log_level, settings.log_file)
+    if proxy.config.original_env_line:
+        logging.getLogger("hookproxy.config").info("%s", proxy.config.original_env_line)
+    refusal = public_host_refusal(settings)
+    if refusal:
+        _fail(refusal)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except ConfigError as exc:
+        _fail(exc.message)
+    port = sock.getsockname()[1]
+    url = f"http://{settings.host}:{port}/v1"
     scale = f", {settings.workers} workers" if settings.workers > 1 else ""
     scale += f", state shared through {proxy.state.where}" if proxy.state.shared else ""
-    print(f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'}{scale})", flush=True)
-    print("\n".join(_describe_backends(proxy)) or "  no backends configured", flush=True)
+    banner = f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'}{scale})"
+    print(banner, flush=True)
+    logging.getLogger("hookproxy").info("%s", banner)  # so a --log file shows each start
+    print(config_source_line(proxy), flush=True)
+    print("\n".join(_describe_backends(proxy, everything=False)) or "  no backends configured", flush=True)
     if settings.workers > 1:
         # Validated above, once; each worker loads plugins and builds its proxy itself.
         os.environ[ARGV_ENV] = json.dumps(list(argv))
         app: Any = "hookproxy.workers:worker_app"
     else:
         app = create_app(proxy)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         factory=settings.workers > 1,
         workers=settings.workers,
         host=settings.host,
-        port=settings.port,
+        port=port,
         loop="auto",
         http="auto",
         log_level=settings.log_level.lower(),
@@ -180,10 +280,19 @@ def serve(argv: Sequence[str]) -> None:
         # period, then the lifespan closes the upstream connections (Proxy.aclose).
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
     )
+    if settings.workers > 1:
+        # uvicorn's supervisor: shares the socket, forwards SIGTERM, replaces a worker that dies.
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def plugins_command(argv: Sequence[str]) -> None:
-    proxy, _values = _load(argv)
+    proxy, _values = _load(argv, "hookproxy plugins",
+                           "List the installed plugins (name, distribution, hooks) and the state of every "
+                           "backend the configuration defines. Takes the same flags as 'hookproxy'.")
     for info in list_plugins(proxy.pm):
         version = f" {info.version}" if info.version else ""
         dist = f" ({info.distribution}{version})" if info.distribution else ""
@@ -193,9 +302,23 @@ def plugins_command(argv: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from .cli_commands import check_command, demo_command, init_command
+
+    commands: dict[str, Callable[[Sequence[str]], None]] = {
+        "plugins": plugins_command, "check": check_command, "init": init_command, "demo": demo_command,
+    }
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "plugins":
-        plugins_command(args[1:])
-    else:
-        serve(args)
+    if args[:1] == ["--version"]:
+        print(f"hookproxy {__version__}")
+        return
+    command = commands.get(args[0]) if args else None
+    try:
+        if command is not None:
+            command(args[1:])
+        else:
+            serve(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `hookproxy plugins | head`: the reader left; end quietly, as other Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 

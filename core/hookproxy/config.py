@@ -1,10 +1,10 @@
 """Configuration: YAML file + backend-instance files + ``HOOKPROXY_*`` env + CLI flags.
 
-Precedence is CLI > environment > YAML > defaults (C-7). Root YAML keys are validated and an
+Precedence is CLI > environment > YAML > defaults. Root YAML keys are validated and an
 unknown one is an error naming the key and the file. ``${VAR}`` (or ``${VAR:-default}``) in
 any YAML string is expanded from the environment; a missing variable without a default is a
 start-up error. Backend-instance files live in ``backends/backend-instances/`` next to the
-config file and are named ``<connector>.<name>.yaml`` (C-9).
+config file and are named ``<connector>.<name>.yaml``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from .backend import BackendInstance
 from .errors import ConfigError
+from .original_names import check_static_route
 
 log = logging.getLogger("hookproxy.config")
 
@@ -31,10 +32,11 @@ ENV_PREFIX = "HOOKPROXY_"
 INSTANCES_DIR = Path("backends") / "backend-instances"
 DEFAULT_CONFIG = Path("config") / "config.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ExtraModel = TypeVar("ExtraModel", bound=BaseModel)
 
 
 class FailoverRoute(BaseModel):
-    """A named failover route usable as a model name (F-5)."""
+    """A named failover route usable as a model name."""
 
     model_config = ConfigDict(extra="forbid")
     policy: Literal["ordered", "round-robin"] = "ordered"
@@ -48,35 +50,67 @@ def _split_keys(value: Any) -> Any:
     return value
 
 
+def _upper(value: Any) -> Any:
+    """Log levels are accepted in any case (``debug``, ``Info``)."""
+    return value.upper() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """Process-wide settings of the core. Field ``x`` is env ``HOOKPROXY_X`` and flag ``--x``."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    default_backend: str | None = None
-    force_model: str | None = None
-    timeout: float = Field(120.0, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    disable_auth: bool = False
-    # failure handling (F-1); YAML block ``failure_handling:``
-    max_silent_wait: float = Field(30.0, ge=0)
-    total_timeout_budget: float = Field(90.0, gt=0)
-    keepalive_interval: float = Field(8.0, gt=0)
-    max_failover_hops: int = Field(5, ge=0)
-    min_retry_wait: float = Field(1.0, ge=0)
-    stream_idle_timeout: float = Field(240.0, gt=0)
-    stream_max_lifetime: float = Field(900.0, gt=0)
-    shutdown_grace_period: float = Field(30.0, ge=0)
-    failover_routes: dict[str, FailoverRoute] = Field(default_factory=dict)
-    # scale-out: processes serving one port, and where they share state (None: in each process)
-    workers: int = Field(1, ge=1)
-    state: str | None = None
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    default_backend: str | None = Field(
+        None, description="backend (or selector `a:m1|b:m2`) for a model without a `backend:` prefix; "
+        "unset, the one configured backend is the default")
+    force_model: str | None = Field(None, description="replace every request's model with this `[backend:]model`")
+    timeout: float = Field(120.0, gt=0, description="upstream timeout in seconds (per instance: `timeout:`)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="`DEBUG` `INFO` `WARNING` `ERROR` `CRITICAL`, any case")
+    log_file: str | None = Field(None, description="also write the log to this file")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest request body; larger gets 413")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="keys clients must send; none means auth is off (loopback only)")
+    disable_auth: bool = Field(False, description="accept requests without a key (loopback only)")
+    # failure handling; YAML block ``failure_handling:``
+    max_silent_wait: float = Field(30.0, ge=0, description="longest `Retry-After` (s) waited out before failing over")
+    total_timeout_budget: float = Field(90.0, gt=0, description="seconds for all retries and failover of a request")
+    keepalive_interval: float = Field(8.0, gt=0, description="seconds between `: keepalive` comments while waiting")
+    max_failover_hops: int = Field(5, ge=0, description="most backends tried after the first")
+    min_retry_wait: float = Field(1.0, ge=0, description="shortest wait (s) before a retry")
+    stream_idle_timeout: float = Field(240.0, gt=0, description="end a stream after this many seconds of silence")
+    stream_max_lifetime: float = Field(900.0, gt=0, description="end any stream after this many seconds")
+    shutdown_grace_period: float = Field(30.0, ge=0, description="on SIGTERM, seconds in-flight streams may finish")
+    failover_routes: dict[str, FailoverRoute] = Field(
+        default_factory=dict, description="named routes usable as a model: "
+        "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
+    # observability; YAML block ``observability:``
+    metrics: bool = Field(True, description="serve `GET /metrics` (Prometheus text; needs the proxy key)")
+    access_log: Literal["off", "text", "json"] = Field(
+        "off", description="one line per request on standard error: `off`, `text` or `json` (JSON Lines)")
+    #: Per-model default request fields, the lowest precedence (below the client's own fields).
+    model_defaults: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per model, request fields used when the client sends none: "
+        "`{model: {field: value}}`")
+    # scale-out: processes serving one port, and where they share state (none: each process alone)
+    workers: int = Field(1, ge=1, description="worker processes serving the port")
+    state: str | None = Field(None, description="`redis://[:password@]host:port/db` (or `rediss://`): share "
+                              "cooldowns, throttles, round-robin and token refreshes between workers and hosts")
 
     _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+    _upper_log_level = field_validator("log_level", mode="before")(_upper)
+
+    @field_validator("model_defaults")
+    @classmethod
+    def _no_routing_fields(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Defaults are request parameters; the model, messages and stream flag are the client's."""
+        for model, fields in value.items():
+            for name in ("model", "messages", "stream"):
+                if name in fields:
+                    raise ValueError(f"{model}: {name!r} cannot have a default (it is the client's choice)")
+        return value
 
     @property
     def auth_enabled(self) -> bool:
@@ -96,10 +130,16 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "stream_max_lifetime",
         "shutdown_grace_period",
     ),
+    "observability": ("metrics", "access_log"),
 }
-ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "proxy_timeout", "log_level",
-             "max_body_bytes", "backends", "failover_routes", "workers", "state", *SECTIONS}
+#: Other spellings of root keys, accepted as the key they name (``proxy_timeout: 60`` is ``timeout: 60``).
+YAML_ALIASES = {"proxy_timeout": "timeout"}
+ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "log_level", "log_file",
+             "max_body_bytes", "backends", "failover_routes", "model_defaults", "workers", "state", *SECTIONS,
+             *YAML_ALIASES}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
+#: Settings fields given as JSON in the environment (``HOOKPROXY_FAILOVER_ROUTES='{...}'``).
+JSON_ENV_FIELDS = ("failover_routes", "model_defaults")
 
 
 class _InstanceConfig(BaseModel):
@@ -130,6 +170,8 @@ class LoadedConfig:
     instances: list[BackendInstance]
     plugin_values: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: The start-up line naming the original proxy's environment variables in use, if any.
+    original_env_line: str | None = None
 
 
 # --- ${VAR} expansion ---------------------------------------------------------------------
@@ -176,10 +218,14 @@ def read_yaml(path: Path) -> Any:
 # --- the root file ---------------------------------------------------------------------------
 
 
-def _flatten_root(data: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _flatten_root(
+    data: Mapping[str, Any], path: Path, moved: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a root mapping into Settings values and the raw ``backends:`` mapping."""
     values: dict[str, Any] = {}
     for key, value in data.items():
+        if moved and key in moved:
+            raise ConfigError(f"{path}: {key!r} is not a top-level key here; it lives under {moved[key]}")
         if key not in ROOT_KEYS:
             known = ", ".join(sorted(ROOT_KEYS))
             raise ConfigError(f"{path}: unknown key {key!r} at the top level; known keys: {known}")
@@ -190,8 +236,8 @@ def _flatten_root(data: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], 
                 if sub not in SECTIONS[key]:
                     raise ConfigError(f"{path}: unknown key {key}.{sub}; known: {', '.join(SECTIONS[key])}")
                 values[sub] = item
-        elif key == "proxy_timeout":
-            values["timeout"] = value
+        elif key in YAML_ALIASES:
+            values[YAML_ALIASES[key]] = value
         elif key != "backends":
             values[key] = value
     backends = data.get("backends") or {}
@@ -221,7 +267,7 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        if name == "failover_routes":
+        if name in JSON_ENV_FIELDS:
             try:
                 values[name] = json.loads(raw)
             except ValueError as exc:
@@ -249,10 +295,35 @@ def build_settings(
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return init_settings, _Source(settings_cls, env_values), _Source(settings_cls, yaml_values)
 
+    cli_values = {key: value for key, value in cli.items() if value is not None}
     try:
-        return _Bound(**{key: value for key, value in cli.items() if value is not None})
+        return _Bound(**cli_values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        raise ConfigError(_describe_setting(exc, cli_values, env_values, where)) from exc
+
+
+def yaml_key(name: str) -> str:
+    """Where a Settings field lives in the YAML file (``failure_handling.max_silent_wait``)."""
+    for section, names in SECTIONS.items():
+        if name in names:
+            return f"{section}.{name}"
+    return name
+
+
+def _describe_setting(
+    exc: ValidationError, cli: Mapping[str, Any], env_values: Mapping[str, Any], where: str
+) -> str:
+    """Name the source that gave the bad value: the flag, the env var, or the file and key."""
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    rest = ".".join(str(part) for part in first["loc"][1:])
+    detail = f"{first['msg']} (got {first.get('input')!r})"
+    if name in cli:
+        return f"--{name.replace('_', '-')}: {detail}; fix the flag"
+    if name in env_values:
+        return f"environment variable {ENV_PREFIX}{name.upper()}: {detail}; fix or unset it"
+    key = ".".join(part for part in (yaml_key(name), rest) if part)
+    return f"{where}: {key}: {detail}"
 
 
 def _describe(exc: ValidationError, where: str) -> str:
@@ -264,9 +335,20 @@ def _describe(exc: ValidationError, where: str) -> str:
 # --- backend instances ---------------------------------------------------------------------
 
 
-def _instance(instance_id: str, body: Any, source: Path, default_connector: str | None) -> BackendInstance:
+def env_names(raw: Any) -> tuple[str, ...]:
+    """The ``${VAR}`` names a raw (not yet expanded) YAML string refers to."""
+    return tuple(match.group(1) for match in _VAR.finditer(raw)) if isinstance(raw, str) else ()
+
+
+def _instance(
+    instance_id: str, body: Any, source: Path, default_connector: str | None, raw: Any = None
+) -> BackendInstance:
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: backend {instance_id!r} must be a mapping")
+    if "credentials_path" in body and isinstance(body.get("extra", {}), dict):
+        # The original's place for it, next to api_key; plugins read it from extra (theirs wins).
+        body = dict(body)
+        body["extra"] = {"credentials_path": body.pop("credentials_path"), **(body.get("extra") or {})}
     try:
         parsed = _InstanceConfig.model_validate(body)
     except ValidationError as exc:
@@ -283,11 +365,12 @@ def _instance(instance_id: str, body: Any, source: Path, default_connector: str 
         timeout=parsed.timeout,
         extra=parsed.extra,
         source=source,
+        api_key_env=env_names(raw.get("api_key")) if isinstance(raw, dict) else (),
     )
 
 
 def load_instance_files(directory: Path, env: Mapping[str, str]) -> list[BackendInstance]:
-    """Read ``<connector>.<name>.yaml`` files (C-9); a non-mapping file is skipped with a warning."""
+    """Read ``<connector>.<name>.yaml`` files; a non-mapping file is skipped with a warning."""
     instances: list[BackendInstance] = []
     if not directory.is_dir():
         return instances
@@ -297,12 +380,12 @@ def load_instance_files(directory: Path, env: Mapping[str, str]) -> list[Backend
         if not dot or not name:
             log.warning("skipping %s: instance files are named <connector>.<name>.yaml", path)
             continue
-        data = read_yaml(path)
-        if not isinstance(data, dict):
+        raw = read_yaml(path)
+        if not isinstance(raw, dict):
             log.warning("skipping %s: its top level is not a mapping", path)
             continue
-        data = expand_env(data, where=str(path), env=env)
-        instances.append(_instance(stem, data, path, connector))
+        data = expand_env(raw, where=str(path), env=env)
+        instances.append(_instance(stem, data, path, connector, raw))
     return instances
 
 
@@ -310,12 +393,19 @@ def load_config(
     path: Path | None,
     cli: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    moved_keys: Mapping[str, str] | None = None,
 ) -> LoadedConfig:
-    """Read the config file (if any) and its instance files; build the core Settings."""
+    """Read the config file (if any) and its instance files; build the core Settings.
+
+    ``moved_keys`` maps top-level keys the original proxy accepted to where they live now
+    (plugin settings under ``backends:``), so such a key gets an error saying so.
+    """
     env = os.environ if env is None else env
     cli = cli or {}
     yaml_values: dict[str, Any] = {}
     backends: dict[str, Any] = {}
+    raw_backends: Any = None
     instances: list[BackendInstance] = []
     if path is not None:
         data = read_yaml(path)
@@ -323,14 +413,18 @@ def load_config(
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of settings")
+        raw_backends = data.get("backends")
         data = expand_env(data, where=str(path), env=env)
-        yaml_values, backends = _flatten_root(data, path)
+        yaml_values, backends = _flatten_root(data, path, moved_keys)
     plugin_values: dict[str, Any] = {}
+    raw_backends = raw_backends if isinstance(raw_backends, dict) else {}
     for key, value in backends.items():
         if isinstance(value, dict):
-            instances.append(_instance(key, value, path or Path("<config>"), None))
+            instances.append(_instance(key, value, path or Path("<config>"), None, raw_backends.get(key)))
         elif key in CORE_BACKEND_SETTINGS:
             yaml_values.setdefault(key, value)
+        elif key == "static_route":  # the original's name: a strict BACKEND:MODEL force_model
+            yaml_values.setdefault("force_model", check_static_route(str(value), f"{path}: backends.static_route"))
         else:
             plugin_values[key] = value
     if path is not None:
@@ -361,6 +455,16 @@ def default_config_path(explicit: str | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def validate_extra(model: type[ExtraModel], instance: BackendInstance) -> ExtraModel:
+    """Validate an instance's ``extra:`` block with a connector's model; errors name file and key."""
+    try:
+        return model.model_validate(dict(instance.extra))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        key = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(f"{instance.where()}: extra.{key}: {problem['msg']}") from exc
+
+
 # --- plugin settings ---------------------------------------------------------------------------
 
 
@@ -370,18 +474,31 @@ def build_plugin_settings(
     cli: Mapping[str, Any],
     env: Mapping[str, str],
     where: str,
+    yaml_where: str | None = None,
+    env_labels: Mapping[str, str] | None = None,
 ) -> BaseModel:
-    """Validate one plugin's settings model from YAML ``backends:`` keys, env and CLI."""
+    """Validate one plugin's settings model from YAML ``backends:`` keys, env and CLI.
+
+    A bad value is blamed on where it came from: the flag, the variable or the YAML key.
+    """
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for name in model.model_fields:
         if name in yaml_values:
             values[name] = yaml_values[name]
+            origins[name] = f"{yaml_where or where}.{name}"
         env_name = ENV_PREFIX + name.upper()
         if env_name in env:
             values[name] = env[env_name]
+            origins[name] = f"environment variable {(env_labels or {}).get(env_name, env_name)}"
         if cli.get(name) is not None:
             values[name] = cli[name]
+            origins[name] = "--" + name.replace("_", "-")
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where)) from exc
+        first = exc.errors()[0]
+        origin = origins.get(str(first["loc"][0])) if first["loc"] else None
+        if origin is None:
+            raise ConfigError(_describe(exc, where)) from exc
+        raise ConfigError(f"{origin}: {first['msg']} (got {first.get('input')!r})") from exc

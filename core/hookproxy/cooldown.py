@@ -31,6 +31,10 @@ class Cooldowns:
     def __init__(self, state: SharedState) -> None:
         self._table = state.table(TABLE)
 
+    def __bool__(self) -> bool:
+        """Whether any backend may be cooling down (false: nothing to check)."""
+        return bool(self._table)
+
     def remaining(self, backend_id: str) -> float:
         """Seconds ``backend_id`` is still cooling down (0.0 when it may be called)."""
         table = self._table

@@ -2,12 +2,13 @@
 
 Every failed attempt is offered to plugins through ``on_rate_limit`` first (the qwen-oauth
 connector's single retry lives there); when no plugin decides, :func:`core_policy` applies the
-seed's rules (F-2). The attempt loop that acts on these decisions (waits, budget, hops) is
+failover table of the README. The attempt loop that acts on these decisions (waits, budget, hops) is
 :mod:`hookproxy.failover`; recovery only happens before the first byte reached the client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, ChatCall, RetryDecision
@@ -18,16 +19,33 @@ if TYPE_CHECKING:
     from .config import Settings
     from .proxy import Proxy
 
-def request_body(body: dict[str, Any], route: Route) -> dict[str, Any]:
-    """The body one backend gets: the client's fields, the upstream model, URI params on top."""
+def request_body(
+    body: dict[str, Any], route: Route, defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    backend_id: str = "",
+) -> dict[str, Any]:
+    """The body one backend gets: ``model_defaults`` for fields the client did not send, the
+    client's fields, the upstream model, URI params on top."""
     prepared = dict(body)
+    if defaults:
+        for key, value in defaults_for(defaults, route, backend_id).items():
+            if prepared.get(key) is None:
+                prepared[key] = value
     prepared["model"] = route.model
     prepared.update(route.params)
     return prepared
 
 
+def defaults_for(defaults: Mapping[str, Mapping[str, Any]], route: Route, backend_id: str) -> dict[str, Any]:
+    """``model_defaults`` entries for this route: ``model``, then ``<backend>:<model>`` (by the
+    instance id or the name the client used), the more specific winning."""
+    merged: dict[str, Any] = {}
+    for key in (route.model, f"{backend_id}:{route.model}", f"{route.backend}:{route.model}"):
+        merged.update(defaults.get(key) or {})
+    return merged
+
+
 def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
-    """Resolve bare models through failover_routes or the default backend (C-1, F-5)."""
+    """Resolve bare models through failover_routes or the default backend."""
     settings = proxy.settings
     candidates: list[Route] = []
     for route in routes:
@@ -46,9 +64,8 @@ def expand_candidates(proxy: Proxy, routes: list[Route]) -> list[Route]:
                     candidates.append(Route(element.model, route.model, route.params, f"{element.model}:{route.raw}"))
                 else:
                     candidates.append(Route(element.backend, element.model, {**element.params, **route.params}))
-        elif len(proxy.backends) == 1:
-            (only,) = proxy.backends
-            candidates.append(Route(only, route.model, route.params, route.raw))
+        elif len(configured := proxy.configured_backends()) == 1:
+            candidates.append(Route(configured[0].id, route.model, route.params, route.raw))
         else:
             known = ", ".join(sorted(proxy.aliases)) or "none"
             raise InvalidRequest(
@@ -65,7 +82,7 @@ FAILOVER_STATUSES = frozenset({401, 403, 404, 408})
 
 
 def core_policy(settings: Settings, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
-    """The seed's failure handling (F-2) for when no plugin decided.
+    """What to do after a failed attempt when no plugin decided (the README's failover table).
 
     Retries stay on the same backend once (``call.attempt == 1``): a backend that fails twice is
     better replaced than hammered, and the qwen-oauth plugin's own retry already ran first.
@@ -99,10 +116,18 @@ def _label(error: UpstreamError) -> str:
     return f"HTTP {error.status}"
 
 
-def decide(proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool) -> RetryDecision:
-    """Plugins first (``on_rate_limit``), then :func:`core_policy`."""
+def decide(
+    proxy: Proxy, backend: Backend, call: ChatCall, error: UpstreamError, has_next: bool, *, core: bool = True
+) -> RetryDecision:
+    """Plugins first (``on_rate_limit``), then :func:`core_policy` unless ``core`` is off.
+
+    ``core=False`` is a call made without failover (a hybrid phase): its error goes back to
+    the caller, whose own attempt loop decides, once, within the request's one budget.
+    """
     decision = proxy.pm.hook.on_rate_limit(backend=backend, call=call, error=error)
     if isinstance(decision, RetryDecision):
         return decision
+    if not core:
+        return RetryDecision("surface", 0.0, f"HTTP {error.status}: left to the caller (no failover here)")
     return core_policy(proxy.settings, call, error, has_next)
 

@@ -28,6 +28,7 @@ from .backend import Reply
 from .errors import BodyTooLarge, InvalidRequest, LoopDetected, ProxyError
 from .failover import Attempts
 from .frontend import OPENAI_CHAT, ClientRequest, Endpoint, Frontend, HTTPRequest
+from .observe import REQUEST_ID, REQUEST_ID_HEADER, Trace, new_request_id, usage_in_body
 from .proxy import LOOP_GUARD_HEADER, Proxy
 from .routing import parse_chain
 from .streamcheck import read_start
@@ -43,6 +44,9 @@ log = logging.getLogger("hookproxy")
 
 JSON_HEADER = (b"content-type", b"application/json")
 _LOOP_GUARD = LOOP_GUARD_HEADER.encode()
+_REQUEST_ID = REQUEST_ID_HEADER.encode()
+#: Milliseconds the proxy itself spent on a request (upstream time and retry waits excluded).
+OVERHEAD_HEADER = "x-hookproxy-overhead-ms"
 #: Headers of a stream committed before its backend was known (the backend is named in a comment).
 _COMMITTED_HEADERS = {"cache-control": "no-cache", "x-hookproxy-failover": "waiting"}
 
@@ -52,15 +56,21 @@ async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[by
     await send({"type": "http.response.body", "body": body})
 
 
-async def error_response(send: Send, error: ProxyError, frontend: Frontend | None = None) -> None:
-    """The one place a ProxyError becomes an HTTP answer (the front end's error body and status)."""
+async def error_response(
+    send: Send, error: ProxyError, frontend: Frontend | None = None, request_id: str | None = None
+) -> int:
+    """The one place a ProxyError becomes an HTTP answer (the front end's error body and status);
+    returns the status sent."""
     if frontend is None:
         status, body = error.status, orjson.dumps(error.body())
     else:
         status, body = frontend.error_status(error), orjson.dumps(frontend.error_body(error))
     headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+    if request_id is not None:
+        headers.append((_REQUEST_ID, request_id.encode()))
     headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in error.headers.items())
     await send_json(send, status, body, headers)
+    return status
 
 
 def internal_error() -> ProxyError:
@@ -70,24 +80,33 @@ def internal_error() -> ProxyError:
 class RequestHead:
     """The few request headers the proxy reads, found in one pass over the raw ASGI list."""
 
-    __slots__ = ("authorization", "api_key", "content_length", "loop_guard", "client")
+    __slots__ = ("scope", "authorization", "api_key", "content_length", "loop_guard", "client", "request_id",
+                 "key_id", "query_string")
 
     def __init__(self, scope: Scope) -> None:
+        self.scope = scope
         self.authorization: str | None = None
         self.api_key: str | None = None
         self.content_length: int | None = None
         self.loop_guard = False
+        self.request_id: str | None = None
+        #: Set by the Authenticator to the id of the proxy key that matched.
+        self.key_id: str | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 self.authorization = value.decode("latin-1")
-            elif name == b"x-api-key":
+            elif name == b"x-api-key" or name == b"x-goog-api-key":  # Gemini clients send the latter
                 self.api_key = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 self.content_length = int(value)
             elif name == _LOOP_GUARD:
                 self.loop_guard = True
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")
         client = scope.get("client")
         self.client: str = client[0] if client else "unknown"
+        #: Raw, undecoded: only the key check reads it (``?api_key=``), and it is never logged.
+        self.query_string: bytes = scope.get("query_string", b"")
 
 
 class FrontendMiddleware:
@@ -117,33 +136,51 @@ class FrontendMiddleware:
                     f"{scope['method']} {scope['path']}: Method Not Allowed; use POST", status=405,
                     type="invalid_request_error", headers={"Allow": "POST"}), frontend)
             return
-        candidates = self.endpoints.get((scope["method"], scope["path"]))
-        if candidates is None or not await self._endpoint(candidates, scope, receive, send):
-            await self.app(scope, receive, send)
+        request_id = new_request_id(_header(scope, b"x-request-id"))
+        token = REQUEST_ID.set(request_id)
+        send = _with_request_id(send, request_id)
+        try:
+            candidates = self.endpoints.get((scope["method"], scope["path"]))
+            if candidates is None or not await self._endpoint(candidates, scope, receive, send):
+                await self.app(scope, receive, send)
+        finally:
+            REQUEST_ID.reset(token)
 
     # --- the proxy path --------------------------------------------------------------------
 
     async def _serve(self, frontend: Frontend, scope: Scope, receive: Receive, send: Send) -> None:
+        head = RequestHead(scope)
+        request_id = new_request_id(head.request_id)
+        token = REQUEST_ID.set(request_id)  # every log line about this request carries its id
+        trace = Trace(self.proxy.observers, request_id, frontend.name, scope["path"])
         try:
-            client, attempts, step = await self._first_answer(frontend, scope, receive)
+            await self._serve_traced(frontend, head, trace, scope, receive, send)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _serve_traced(
+        self, frontend: Frontend, head: RequestHead, trace: Trace, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            client, attempts, step = await self._first_answer(frontend, head, trace, receive)
         except ProxyError as error:
-            await error_response(send, error, frontend)
+            await _fail(send, error, frontend, trace)
             return
         except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
             log.exception("internal error while serving %s", scope["path"])
-            await error_response(send, internal_error(), frontend)
+            await _fail(send, internal_error(), frontend, trace)
             return
         if isinstance(step, Reply):
-            await respond(self.proxy, frontend, client, step, scope, receive, send)
+            await respond(self.proxy, frontend, client, step, trace, scope, receive, send)
             return
         # A stream that must wait longer than a keep-alive interval: commit it now so keep-alives flow.
         response = StreamingResponse(
-            after_wait(self.proxy, frontend, client, attempts, step, self.proxy.settings.keepalive_interval),
-            media_type=EVENT_STREAM, headers=_COMMITTED_HEADERS)
+            after_wait(frontend, client, attempts, step, self.proxy.settings.keepalive_interval, trace),
+            media_type=EVENT_STREAM, headers={**_COMMITTED_HEADERS, REQUEST_ID_HEADER: trace.request_id})
         await response(scope, receive, send)
 
     async def _first_answer(
-        self, frontend: Frontend, scope: Scope, receive: Receive
+        self, frontend: Frontend, head: RequestHead, trace: Trace, receive: Receive
     ) -> tuple[ClientRequest, Attempts, Reply | float]:
         """The parsed request, its attempts, and a reply or (streams only) a long wait.
 
@@ -152,19 +189,22 @@ class FrontendMiddleware:
         """
         proxy = self.proxy
         settings = proxy.settings
-        head = RequestHead(scope)
         rejected = self.authenticate(head)  # None for a good key; a bad one is counted, then raises
         if rejected is not None:
             await rejected
+        trace.key_id = head.key_id
         if head.loop_guard:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
         body = await read_json(receive, head, settings.max_body_bytes)
-        client = frontend.parse(HTTPRequest(scope, body))
+        client = frontend.parse(HTTPRequest(head.scope, body))
+        client.request_id = trace.request_id
+        trace.stream = client.stream
         attempts = Attempts.start(proxy, parse_chain(settings.force_model or client.model), client.body,
-                                  stream=client.stream, client=client)
+                                  stream=client.stream, client=client, trace=trace)
         step = await attempts.next()
         interval = settings.keepalive_interval
         while not isinstance(step, Reply) and (not client.stream or step <= interval):
+            trace.waits += step
             await asyncio.sleep(step)
             step = await attempts.next()
         return client, attempts, step
@@ -195,11 +235,39 @@ class FrontendMiddleware:
             log.exception("internal error while serving %s %s", scope["method"], scope["path"])
             await error_response(send, internal_error(), frontend)
             return True
-        body = b"" if answer.data is None else orjson.dumps(answer.data)
-        headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
+        if answer.raw is not None:
+            body = answer.raw
+        else:
+            body = b"" if answer.data is None else orjson.dumps(answer.data)
+        headers = [(b"content-type", answer.content_type.encode("latin-1")),
+                   (b"content-length", str(len(body)).encode())]
         headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in answer.headers.items())
         await send_json(send, answer.status, b"" if scope["method"] == "HEAD" else body, headers)
         return True
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _with_request_id(send: Send, request_id: str) -> Send:
+    """``send`` that adds ``x-request-id`` to the answer (for the routes behind this middleware)."""
+    value = request_id.encode()
+
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (_REQUEST_ID, value)]
+        await send(message)
+
+    return sender
+
+
+async def _fail(send: Send, error: ProxyError, frontend: Frontend, trace: Trace) -> None:
+    trace.error = error.code or error.type
+    trace.end(await error_response(send, error, frontend, trace.request_id))
 
 
 async def read_json(receive: Receive, head: RequestHead, max_body: int) -> dict[str, Any]:
@@ -230,8 +298,9 @@ async def read_json(receive: Receive, head: RequestHead, max_body: int) -> dict[
     return body
 
 
-def reply_headers(reply: Reply) -> dict[str, str]:
-    headers = {"x-hookproxy-backend": reply.backend, "x-hookproxy-model": reply.model}
+def reply_headers(reply: Reply, trace: Trace) -> dict[str, str]:
+    headers = {"x-hookproxy-backend": reply.backend, "x-hookproxy-model": reply.model,
+               REQUEST_ID_HEADER: trace.request_id, OVERHEAD_HEADER: f"{trace.overhead() * 1000:.2f}"}
     for name, value in reply.headers.items():
         if name.lower().startswith("x-hookproxy-"):
             headers[name] = value
@@ -239,10 +308,10 @@ def reply_headers(reply: Reply) -> dict[str, str]:
 
 
 async def respond(
-    proxy: Proxy, frontend: Frontend, client: ClientRequest, reply: Reply, scope: Scope, receive: Receive, send: Send
+    proxy: Proxy, frontend: Frontend, client: ClientRequest, reply: Reply, trace: Trace,
+    scope: Scope, receive: Receive, send: Send,
 ) -> None:
     """Answer with ``reply``: relayed untouched in the front end's own protocol, else rendered."""
-    headers = reply_headers(reply)
     if reply.chunks is None and client.stream and reply.protocol == OPENAI_CHAT:
         as_stream(reply)  # an upstream that ignored stream: true
     if reply.chunks is not None:
@@ -251,21 +320,26 @@ async def respond(
         try:
             head = await read_start(reply, need_output=False, judge=proxy.stream_judge(reply.protocol))
         except ProxyError as error:
-            await error_response(send, error, frontend)
+            await _fail(send, error, frontend, trace)
             return
-        response = StreamingResponse(relay(frontend, client, reply, head), status_code=reply.status,
-                                     media_type=EVENT_STREAM, headers=headers)
+        response = StreamingResponse(relay(frontend, client, reply, head, trace), status_code=reply.status,
+                                     media_type=EVENT_STREAM, headers=reply_headers(reply, trace))
         await response(scope, receive, send)
         return
     body = reply.body or b""
+    if proxy.observers.request:
+        trace.add_usage(usage_in_body(body))
     content_type = reply.headers.get("content-type", "application/json")
     if reply.protocol != frontend.protocol:
         try:
             body = frontend.render_body(body, client)
         except ProxyError as error:
-            await error_response(send, error, frontend)
+            await _fail(send, error, frontend, trace)
             return
         content_type = "application/json"
     raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
-    raw_headers.extend((name.encode(), value.encode("latin-1", "replace")) for name, value in headers.items())
+    raw_headers.extend((name.encode(), value.encode("latin-1", "replace"))
+                       for name, value in reply_headers(reply, trace).items())
+    trace.first_byte = trace.elapsed()
     await send_json(send, reply.status, body, raw_headers)
+    trace.end(reply.status)

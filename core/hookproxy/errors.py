@@ -13,7 +13,8 @@ The tree::
     ├── LoopDetected                508
     └── UpstreamError               the upstream's own status and message
         ├── UpstreamUnreachable     502 (connection refused, reset before a reply)
-        └── UpstreamTimeout         504
+        ├── UpstreamTimeout         504
+        └── BackendNotUsable        503, refused locally: the backend's health says what to set
 
 Plugins raise these; ``app.py`` converts them exactly once (``error_response``), and a stream
 that already sent bytes ends with one ``data: {"error": ...}`` event built by ``error_event``.
@@ -161,6 +162,22 @@ class UpstreamTimeout(UpstreamError):
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         kwargs.setdefault("status", 504)
+        super().__init__(message, **kwargs)
+
+
+class BackendNotUsable(UpstreamError):
+    """A backend that cannot serve as configured (an empty key, no URL) was not contacted (503).
+
+    It counts as a failed attempt, so a failover chain moves to its next candidate at once.
+    """
+
+    code = "backend_not_usable"
+    type = "service_unavailable"
+    #: Read by the core policy: retrying the same backend cannot help until its config changes.
+    fail_over_at_once = True
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("status", 503)
         super().__init__(message, **kwargs)
 
 

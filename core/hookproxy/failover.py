@@ -1,4 +1,4 @@
-"""The attempt loop: try candidates in order, retry, wait, fail over, or give up (F-2..F-4).
+"""The attempt loop: try candidates in order, retry, wait, fail over, or give up.
 
 :class:`Attempts` keeps the state of one request's attempts and is driven from outside:
 ``next()`` returns a :class:`~hookproxy.Reply`, or the seconds to wait before calling it again.
@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 from .backend import Backend, ChatCall, Reply
 from .dispatch import decide, expand_candidates, request_body
 from .errors import ProxyError, UpstreamError, UpstreamTimeout
+from .observe import error_kind
 from .streamcheck import first_output
 
 if TYPE_CHECKING:
     from .frontend import ClientRequest
+    from .observe import Trace
     from .proxy import Proxy
     from .routing import Route
 
@@ -49,13 +51,14 @@ LOCAL_FAILOVER_STATUSES = frozenset({401, 403, 429})
 class Attempts:
     """One request's way through its candidates; see the module docstring."""
 
-    __slots__ = ("proxy", "candidates", "body", "stream", "client", "index", "hops", "call", "started",
-                 "last_error", "count", "shortest_retry_after")
+    __slots__ = ("proxy", "candidates", "body", "stream", "client", "trace", "index", "hops", "call", "started",
+                 "last_error", "count", "shortest_retry_after", "core_policy")
 
     def __init__(self, proxy: Proxy, candidates: list[Route], body: dict[str, Any], stream: bool,
-                 client: ClientRequest | None = None) -> None:
+                 client: ClientRequest | None = None, trace: Trace | None = None, core_policy: bool = True) -> None:
         self.proxy = proxy
         self.client = client
+        self.trace = trace
         self.candidates = candidates
         self.body = body
         self.stream = stream
@@ -66,12 +69,15 @@ class Attempts:
         self.last_error: ProxyError | None = None
         self.count = 0
         self.shortest_retry_after: float | None = None
+        #: Off for calls without failover: only plugin decisions (e.g. a connector's own retry) apply.
+        self.core_policy = core_policy
 
     @classmethod
     def start(cls, proxy: Proxy, routes: list[Route], body: dict[str, Any], *, stream: bool,
-              failover: bool = True, client: ClientRequest | None = None) -> Attempts:
+              failover: bool = True, client: ClientRequest | None = None, trace: Trace | None = None) -> Attempts:
         candidates = expand_candidates(proxy, routes)
-        return cls(proxy, candidates if failover else candidates[:1], body, stream, client)
+        return cls(proxy, candidates if failover else candidates[:1], body, stream, client, trace,
+                   core_policy=failover)
 
     def _has_next(self) -> bool:
         return self.index + 1 < len(self.candidates) and self.hops < self.proxy.settings.max_failover_hops
@@ -83,44 +89,74 @@ class Attempts:
         """Attempt until a reply (returned) or a wait (seconds, returned); raise when giving up."""
         proxy = self.proxy
         while True:
+            if proxy.cooldowns and (wait := self._past_cooldowns()) > 0:
+                return wait
             route = self.candidates[self.index]
             backend = proxy.lookup(route.backend or "")
-            cooling = proxy.cooldowns.remaining(backend.id)
-            if cooling > 0:
-                wait = self._cooling_down(backend, cooling)
-                if wait > 0:
-                    return wait
-                continue
             call = self.call
             if call is None:
-                call = self.call = ChatCall(body=request_body(self.body, route), route=route, stream=self.stream,
-                                             client=self.client)
+                body = request_body(self.body, route, proxy.settings.model_defaults, backend.id)
+                call = self.call = ChatCall(body=body, route=route, stream=self.stream, client=self.client,
+                                             request_id=self.trace.request_id if self.trace else "")
             has_next = self._has_next()
             self.count += 1
+            attempt = call.attempt
+            began = time.perf_counter()
             try:
+                _check_usable(backend)
                 if has_next or self.count > 1:
                     reply = await self._guarded(backend, call, has_next)
                 else:
                     reply = await backend.handle(call, proxy)
             except UpstreamError as error:
-                await proxy.cooldowns.learn(backend.id, error)
-                wait = self._after_failure(backend, call, error, has_next)
+                wait = await self._upstream_failed(backend, route, call, error, has_next, began)
             except ProxyError as error:
                 # A plugin's own refusal (dead credentials, a closed gate): no retry, but another
                 # backend can serve; a bad request stays the client's problem.
+                spent = time.perf_counter() - began
                 if not has_next or not (error.status in LOCAL_FAILOVER_STATUSES or error.status >= 500):
+                    self._observe(backend, route, attempt, error, "surface", spent)
                     raise
                 self.last_error = error
                 wait = self._fail_over(backend, 0.0, f"{backend.id} refused: HTTP {error.status}: {error.message}")
+                self._observe(backend, route, attempt, error, "failover", spent)
             else:
                 reply.backend = reply.backend or backend.id
                 reply.model = reply.model or route.model
+                trace = self.trace
+                if trace is not None:
+                    spent = time.perf_counter() - began
+                    trace.backend, trace.model = reply.backend, reply.model
+                    trace.attempt_ended(reply.backend, reply.model, attempt, reply.status, None, "answered", spent,
+                                        spent)
                 if self.count > 1:
                     log.info("failover: %s:%s answered after %d attempts in %.1fs", backend.id, route.model,
                              self.count, time.monotonic() - self.started)
                 return reply
             if wait > 0:
                 return wait
+
+    async def _upstream_failed(self, backend: Backend, route: Route, call: ChatCall, error: UpstreamError,
+                               has_next: bool, began: float) -> float:
+        """Learn a cooldown from the answer, decide (retry, fail over, give up), report the attempt."""
+        attempt = call.attempt
+        await self.proxy.cooldowns.learn(backend.id, error)
+        spent = time.perf_counter() - began
+        try:
+            wait = self._after_failure(backend, call, error, has_next)
+        except ProxyError:
+            self._observe(backend, route, attempt, error, "surface", spent)
+            raise
+        self._observe(backend, route, attempt, error, "retry" if self.call is call else "failover", spent)
+        return wait
+
+    def _observe(self, backend: Backend, route: Route, attempt: int, error: ProxyError, decision: str,
+                 spent: float) -> None:
+        trace = self.trace
+        if trace is not None:
+            kind = error_kind(error)
+            status = error.status if kind == "http" else None  # what the upstream answered, if it did
+            trace.attempt_ended(backend.id, route.model, attempt, status, kind, decision, spent, None)
 
     async def _guarded(self, backend: Backend, call: ChatCall, has_next: bool) -> Reply:
         """One attempt bounded by the remaining budget; streams are checked up to their first output."""
@@ -147,7 +183,7 @@ class Attempts:
             self.shortest_retry_after = error.retry_after if shortest is None else min(shortest, error.retry_after)
         if isinstance(error, BudgetExhausted):
             raise self._give_up("the total_timeout_budget ran out")
-        decision = decide(self.proxy, backend, call, error, has_next)
+        decision = decide(self.proxy, backend, call, error, has_next, core=self.core_policy)
         remaining = self.remaining()
         action, wait = decision.action, max(0.0, decision.wait)
         if action == "retry" and call.attempt >= MAX_ATTEMPTS_PER_BACKEND:
@@ -168,6 +204,17 @@ class Attempts:
             call.attempt += 1
             return wait
         return self._fail_over(backend, wait, decision.reason or _describe(error))
+
+    def _past_cooldowns(self) -> float:
+        """Fail over past candidates that are cooling down; the wait when one must be waited for."""
+        while True:
+            backend = self.proxy.lookup(self.candidates[self.index].backend or "")
+            cooling = self.proxy.cooldowns.remaining(backend.id)
+            if cooling <= 0:
+                return 0.0
+            wait = self._cooling_down(backend, cooling)  # 0.0: failed over to the next candidate
+            if wait > 0:
+                return wait
 
     def _cooling_down(self, backend: Backend, seconds: float) -> float:
         """A backend some request (here or on another host) saw rate-limited is not called now:
@@ -208,6 +255,13 @@ class Attempts:
                 hint = max(1.0, self.proxy.settings.min_retry_wait)
             error.headers["Retry-After"] = str(max(1, math.ceil(hint)))
         return error
+
+
+def _check_usable(backend: Backend) -> None:
+    """A backend not usable as configured (an empty key) is refused here, before anything is sent."""
+    refusal = backend.refusal()
+    if refusal is not None:
+        raise refusal
 
 
 def _describe(error: UpstreamError) -> str:

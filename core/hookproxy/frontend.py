@@ -109,11 +109,14 @@ _SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"x-goog-api-key", 
 
 @dataclass
 class JSONAnswer:
-    """The answer of an :class:`Endpoint`: a JSON document (``None``: empty body) and a status."""
+    """The answer of an :class:`Endpoint`: a JSON document (``None``: empty body) and a status;
+    or, with ``raw``, those exact bytes as ``content_type`` (a Prometheus text page)."""
 
     data: Any = None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class Frontend:
     def started(self, event: SSEEvent, backend: str, need_output: bool) -> bool:
         """Judge one event at the start of a stream in this protocol (see ``streamcheck``):
         True once output has started (or, without ``need_output``, on any valid event), False to
-        keep reading, raise :class:`~hookproxy.streamcheck.BadStream` for a failed start."""
+        keep reading, raise :class:`hookproxy.BadStream` for a failed start."""
         from .streamcheck import openai_started
 
         return openai_started(event, backend, need_output)

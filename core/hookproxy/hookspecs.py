@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .backend import Backend, BackendInstance, ChatCall, RetryDecision, UpstreamRequest
     from .errors import UpstreamError
     from .frontend import Frontend
+    from .observe import AttemptEnded, RequestEnded
     from .proxy import Proxy
     from .sse import UpstreamStream
 
@@ -57,8 +58,8 @@ def resolve_backend(instance: BackendInstance, proxy: Proxy) -> Backend | None:
     ``instance.extra`` with your own pydantic model and raise
     :class:`~hookproxy.errors.ConfigError` naming ``instance.where()`` and the key on a bad
     value. ``instance.synthesized`` is true for the default instance offered to connectors
-    nobody configured; return ``None`` for it if your backend cannot work without
-    configuration. Must not do network I/O. Stops at the first non-``None`` result.
+    nobody configured; the core keeps it only when the returned backend sets
+    ``serves_unconfigured = True``. Must not do network I/O. Stops at the first non-``None`` result.
     """
 
 
@@ -121,11 +122,40 @@ def stream_response(
     """
 
 
+# --- observers ----------------------------------------------------------------------------
+
+
+@hookspec
+def attempt_ended(event: AttemptEnded, proxy: Proxy) -> None:
+    """Observe one upstream attempt: who, how it ended, how long, and what the core decided.
+
+    Called by the core's attempt loop (for every front end) when an attempt answered or failed
+    and its retry/failover decision was taken, with a :class:`~hookproxy.observe.AttemptEnded`.
+    Must be quick and must not block: it runs on the request's event loop. An exception is
+    logged once per plugin and never reaches the client. All implementations run.
+    """
+
+
+@hookspec
+def request_ended(event: RequestEnded, proxy: Proxy) -> None:
+    """Observe one client request after its answer (or its stream's last byte) went out.
+
+    Called by the core's request pipeline (for every front end, errors included) with a
+    :class:`~hookproxy.observe.RequestEnded`: front end, backend and model that answered,
+    status, timings, proxy overhead, usage tokens, the proxy key's id and the request id. The
+    built-in ``/metrics``, access log and ``/-/usage`` exporters are implemented with it. Must be
+    quick and must not block; an exception is logged once per plugin and never reaches the
+    client. All implementations run.
+    """
+
+
 __all__ = [
+    "attempt_ended",
     "hookimpl",
     "on_rate_limit",
     "prepare_request",
     "register_frontends",
+    "request_ended",
     "resolve_backend",
     "settings_model",
     "stream_response",

@@ -3,14 +3,18 @@
 It is registered through the core's own ``hookproxy`` entry point, exactly like a third-party
 plugin, and doubles as the smallest example of one. Instance keys: ``api_url`` (required),
 ``api_key`` (sent as ``Authorization: Bearer``), ``models``, ``timeout``; ``extra.headers`` adds
-fixed headers to every upstream request.
+fixed headers to every upstream request; ``extra.stream_usage: false`` stops the proxy from
+asking for the usage chunk on streams (it keeps that chunk from clients that did not ask).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .backend import BackendInstance, ChatCall, Health, HTTPBackend, UpstreamRequest
+from .config import validate_extra
 from .errors import ConfigError
 from .hookspecs import hookimpl
 
@@ -22,6 +26,9 @@ class OpenAICompatibleExtra(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Ask for the usage chunk on streams (token accounting); off for a server that rejects
+    #: ``stream_options``. Clients that did not ask never see the chunk.
+    stream_usage: bool = True
 
 
 class OpenAICompatibleBackend(HTTPBackend):
@@ -29,9 +36,21 @@ class OpenAICompatibleBackend(HTTPBackend):
         super().__init__(instance)
         self.extra = extra
 
+    def request_body(self, call: ChatCall) -> dict[str, Any]:
+        body = call.body
+        if not call.stream or not self.extra.stream_usage:
+            return body
+        options = body.get("stream_options")
+        options = options if isinstance(options, dict) else {}
+        if options.get("include_usage") is True:
+            return body
+        return {**body, "stream_options": {**options, "include_usage": True}}
+
     def health(self) -> Health:
         if self.instance.api_key == "":
-            return Health(False, f"api_key is empty for {self.instance.where()}; set its environment variable")
+            names = " or ".join(self.instance.api_key_env)
+            fix = f"set {names} in the environment" if names else "set api_key"
+            return Health(False, f"api_key is empty for {self.instance.where()}; {fix}")
         return super().health()
 
 
@@ -39,12 +58,7 @@ class OpenAICompatibleBackend(HTTPBackend):
 def resolve_backend(instance: BackendInstance) -> OpenAICompatibleBackend | None:
     if instance.connector != CONNECTOR or instance.synthesized:
         return None
-    try:
-        extra = OpenAICompatibleExtra.model_validate(dict(instance.extra))
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        key = ".".join(str(part) for part in problem["loc"])
-        raise ConfigError(f"{instance.where()}: extra.{key}: {problem['msg']}") from exc
+    extra = validate_extra(OpenAICompatibleExtra, instance)
     if not instance.api_url:
         raise ConfigError(f"{instance.where()}: api_url is required (e.g. https://api.example.com/v1)")
     return OpenAICompatibleBackend(instance, extra)

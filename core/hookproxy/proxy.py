@@ -24,6 +24,7 @@ from .dispatch import expand_candidates
 from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .frontend import Frontend
+from .observe import REQUEST_ID_HEADER, Observers
 from .plugins import await_all
 from .roundrobin import RoundRobin
 from .routing import Route, parse_chain
@@ -68,6 +69,7 @@ class Proxy:
         self.cooldowns = Cooldowns(self.state)
         self.round_robin = RoundRobin(self.state)
         self._resolve_backends(config.instances)
+        self.observers = Observers(pm, self)
         self.frontends: list[Frontend] = []
         self._judges: dict[str, Judge] = {}
         self.pm.hook.register_frontends(register=self._register_frontend, proxy=self)
@@ -84,7 +86,8 @@ class Proxy:
         return value
 
     def _resolve_backends(self, instances: list[BackendInstance]) -> None:
-        connectors = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
+        # A connector is a plugin that resolves backends (front ends and helpers are not).
+        connectors = {impl.plugin_name for impl in self.pm.hook.resolve_backend.get_hookimpls()}
         configured = {instance.connector for instance in instances}
         synthesized = [
             BackendInstance(id=f"{name}.default", connector=name, synthesized=True)
@@ -92,18 +95,33 @@ class Proxy:
         ]
         for instance in [*instances, *synthesized]:
             if instance.connector not in connectors:
-                installed = ", ".join(sorted(connectors))
-                reason = f"no plugin provides connector {instance.connector!r} (installed: {installed})"
-                self.skipped[instance.id] = reason
-                log.warning("skipping %s: %s", instance.where(), reason)
+                self._skip_unknown_connector(instance, connectors)
                 continue
             backend = self.pm.hook.resolve_backend(instance=instance, proxy=self)
             if backend is None:
                 if not instance.synthesized:
                     raise ConfigError(f"{instance.where()}: connector {instance.connector!r} did not accept it")
                 continue
+            if instance.synthesized and not backend.serves_unconfigured:
+                continue  # the plugin needs configuration: an installed plugin adds no backend by itself
             self.backends[instance.id] = backend
         self.aliases = _aliases(self.backends)
+
+    def _skip_unknown_connector(self, instance: BackendInstance, connectors: set[str]) -> None:
+        """A connector of a plugin blocked by HOOKPROXY_DISABLE_PLUGINS is skipped; any other is a typo."""
+        installed = ", ".join(sorted(connectors))
+        if not self.pm.is_blocked(instance.connector):
+            raise ConfigError(
+                f"{instance.where()}: no installed plugin provides connector {instance.connector!r}; "
+                f"use one of: {installed} (or install the plugin that provides it)"
+            )
+        reason = f"plugin {instance.connector!r} is disabled by HOOKPROXY_DISABLE_PLUGINS"
+        self.skipped[instance.id] = reason
+        log.info("skipping %s: %s", instance.where(), reason)
+
+    def configured_backends(self) -> list[Backend]:
+        """The backends the user configured (not the defaults plugins serve without configuration)."""
+        return [backend for backend in self.backends.values() if not backend.instance.synthesized]
 
     def _register_frontend(self, frontend: Frontend) -> None:
         if not isinstance(frontend, Frontend):
@@ -175,8 +193,9 @@ class Proxy:
         """Serve the canonical ``body`` with the backend(s) named by the selector ``model``.
 
         This is the entry point for plugins that compose backends (the hybrid); with
-        ``failover=False`` only the first candidate is tried (plugin retries still apply). The
-        reply is canonical (OpenAI chat completions).
+        ``failover=False`` only the first candidate is tried and the core does not retry it
+        (plugin retries still apply): the error goes back to the caller, whose own attempt loop
+        decides within the request's budget. The reply is canonical (OpenAI chat completions).
         """
         routes = parse_chain(model)
         return await complete_with_failover(self, routes, body, stream=stream, failover=failover)
@@ -225,6 +244,8 @@ class Proxy:
             "accept-encoding": "identity",
             LOOP_GUARD_HEADER: "1",
         }
+        if call.request_id:
+            headers[REQUEST_ID_HEADER] = call.request_id
         headers.update(backend.request_headers(call))
         return UpstreamRequest(
             method="POST",
@@ -298,7 +319,7 @@ async def _upstream_error(backend: HTTPBackend, response: UpstreamResponse) -> U
 
 
 def _aliases(backends: Mapping[str, Backend]) -> dict[str, str]:
-    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique (C-9)."""
+    """Short names: ``<connector>`` when it has one instance, ``<name>`` when unique."""
     by_connector: dict[str, list[str]] = {}
     by_name: dict[str, list[str]] = {}
     for backend_id, backend in backends.items():

@@ -1,4 +1,4 @@
-"""``Retry-After`` parsing shared by the core policy and plugins (R-6)."""
+"""``Retry-After`` parsing shared by the core policy and plugins."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait, from delta-seconds (float allowed) or an HTTP-date; ``None`` if unusable.
 
-    Negative, non-finite or unparsable values count as absent, as R-6 decides.
+    Negative, non-finite or unparsable values count as absent: waiting on them would be a guess.
     """
     if value is None:
         return None

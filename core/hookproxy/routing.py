@@ -1,10 +1,10 @@
 """Model selectors: ``[backend:]model[?query]``, ``a:m1|b:m2`` chains and URI parameters.
 
-The grammar follows the seed (U-1..U-4): the backend is explicit only when the first ``:`` comes
+The grammar, as the README documents it: the backend is explicit only when the first ``:`` comes
 before the first ``/``; the query is everything after the first ``?`` and is parsed with URL
 rules (last value wins, blanks dropped); the upstream sees the model without prefix or query.
 A bracketed model (``hybrid:[a:m?x=1,b:n]``) is passed intact to the backend that claims it.
-Invalid URI parameters never fail a request: they are dropped with a log line (U-3).
+Invalid URI parameters never fail a request: they are dropped with a log line.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ URI_PARAMS: dict[str, Callable[[str], Any]] = {
 
 
 def parse_params(query: str, *, where: str = "") -> dict[str, Any]:
-    """Validate URI parameters; unknown or invalid ones are dropped with a warning (U-2, U-3)."""
+    """Validate URI parameters; unknown or invalid ones are dropped with a warning."""
     if "=" not in query:
         if query:
             log.warning("URI parameters %r%s have no key=value pair; ignored", query, where)

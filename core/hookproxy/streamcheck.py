@@ -1,4 +1,4 @@
-"""Look at the start of a streamed answer before committing it to the client (F-3).
+"""Look at the start of a streamed answer before committing it to the client.
 
 An upstream may answer ``200 text/event-stream`` and then send nothing useful: no event at all,
 only a role chunk and ``[DONE]``, an error event, garbage, or a reset. Once bytes reached the

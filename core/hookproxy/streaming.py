@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -32,48 +32,61 @@ from .backend import Reply
 from .errors import ProxyError, UpstreamUnreachable, error_event
 from .failover import Attempts
 from .frontend import OPENAI_CHAT, ClientRequest, Frontend
+from .observe import Trace, usage_in
 from .sse import DONE, encode_comment
-
-if TYPE_CHECKING:
-    from .proxy import Proxy
 
 log = logging.getLogger("hookproxy")
 
 EVENT_STREAM = "text/event-stream; charset=utf-8"
-#: A usage-only chunk as upstreams encode it (compact, or with Python's default separators).
-_EMPTY_CHOICES = (b'"choices":[]', b'"choices": []')
+_USAGE = b'"usage"'
 
 
 async def relay(
-    frontend: Frontend, client: ClientRequest, reply: Reply, head: Sequence[bytes] = ()
+    frontend: Frontend, client: ClientRequest, reply: Reply, head: Sequence[bytes], trace: Trace
 ) -> AsyncIterator[bytes]:
     """Relay a stream (``head``: chunks already pulled from it) through ``frontend``; an error
-    after the first byte becomes one error event, then the end."""
+    after the first byte becomes one error event, then the end. Usage seen on the way goes to
+    ``trace``, which is ended when the stream is."""
     assert reply.chunks is not None
+    first = True
+    status = reply.status
     try:
-        if reply.protocol != OPENAI_CHAT or frontend.protocol != OPENAI_CHAT:
-            source = _replay(head, reply.chunks)
+        source = _replay(head, reply.chunks) if head else reply.chunks
+        if reply.protocol == OPENAI_CHAT and frontend.protocol == OPENAI_CHAT:
+            drop = not client.usage_requested
+            async for chunk in source:
+                if _USAGE in chunk:
+                    chunk = _take_usage(chunk, trace, client, drop)
+                if first:
+                    first, trace.first_byte = False, trace.elapsed()
+                yield chunk
+        else:
+            source = _tap_usage(source, trace, client)
             if reply.protocol != frontend.protocol:
                 source = frontend.render_stream(source, client)
             async for chunk in source:
+                if first:
+                    first, trace.first_byte = False, trace.elapsed()
                 yield chunk
-        elif client.usage_requested:
-            for chunk in head:
-                yield chunk
-            async for chunk in reply.chunks:
-                yield chunk
-        else:
-            for chunk in head:
-                yield _drop_usage_only(chunk, client) if _has_empty_choices(chunk) else chunk
-            async for chunk in reply.chunks:
-                yield _drop_usage_only(chunk, client) if _has_empty_choices(chunk) else chunk
     except ProxyError as exc:
         log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
+        trace.error = exc.code or exc.type
         yield frontend.error_event(exc, client)
     except OSError as exc:
-        yield frontend.error_event(UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}"), client)
+        error = UpstreamUnreachable(f"stream from {reply.backend} broke: {exc}")
+        trace.error = error.code
+        yield frontend.error_event(error, client)
     finally:
         await reply.aclose()
+        trace.end(status)
+
+
+async def _tap_usage(chunks: AsyncIterator[bytes], trace: Trace, client: ClientRequest) -> AsyncIterator[bytes]:
+    """``chunks`` unchanged, with the usage they carry noted on the way."""
+    async for chunk in chunks:
+        if _USAGE in chunk:
+            _take_usage(chunk, trace, client, drop=False)
+        yield chunk
 
 
 async def _replay(head: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -83,22 +96,22 @@ async def _replay(head: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIte
         yield chunk
 
 
-def _has_empty_choices(chunk: bytes) -> bool:
-    return _EMPTY_CHOICES[0] in chunk or _EMPTY_CHOICES[1] in chunk
-
-
-def _drop_usage_only(chunk: bytes, client: ClientRequest) -> bytes:
-    """``chunk`` without its events whose ``choices`` is empty (their usage is kept aside)."""
+def _take_usage(chunk: bytes, trace: Trace, client: ClientRequest, drop: bool) -> bytes:
+    """Note the usage in ``chunk``'s events; with ``drop``, cut out the events without choices
+    (a usage-only chunk the client did not ask for)."""
     kept = []
+    dropped = False
     for event in chunk.split(b"\n\n"):
-        if _has_empty_choices(event):
+        if _USAGE in event:
             payload = _event_json(event)
-            if isinstance(payload, dict) and payload.get("choices") == []:
-                if isinstance(payload.get("usage"), dict):
-                    client.state["usage"] = payload["usage"]
+            usage = usage_in(payload)
+            if usage is not None:
+                trace.add_usage(usage)
+            if drop and isinstance(payload, dict) and payload.get("choices") == []:
+                dropped = True
                 continue
         kept.append(event)
-    return b"\n\n".join(kept)
+    return b"\n\n".join(kept) if dropped else chunk
 
 
 def _event_json(event: bytes) -> Any:
@@ -122,38 +135,59 @@ def as_stream(reply: Reply) -> None:
 
 
 async def after_wait(
-    proxy: Proxy, frontend: Frontend, client: ClientRequest, attempts: Attempts, wait: float, interval: float
+    frontend: Frontend, client: ClientRequest, attempts: Attempts, wait: float, interval: float, trace: Trace
 ) -> AsyncIterator[bytes]:
     """Wait, keep the client warm, run the remaining attempts, and relay what answers."""
-    step: Reply | float = wait
+    trace.first_byte = trace.elapsed()
+    step: Reply | None = None
+    waiting = _wait_for_reply(frontend, attempts, wait, interval, trace)
     try:
-        while not isinstance(step, Reply):
-            yield encode_comment(f"retrying in {step:g}s")
-            task = asyncio.ensure_future(_next_after(attempts, step))
-            finished = False
-            try:
-                while not finished:
-                    done, _ = await asyncio.wait({task}, timeout=interval)
-                    finished = bool(done)
-                    if not finished:
-                        yield frontend.keepalive
-            finally:
-                if not finished:
-                    _abandon(task)
-            step = task.result()
+        async for frame in waiting:
+            if isinstance(frame, Reply):
+                step = frame
+            else:
+                yield frame
+        assert step is not None
+        if step.chunks is None and step.protocol != OPENAI_CHAT:
+            await step.aclose()
+            raise UpstreamUnreachable(f"backend {step.backend!r} answered a stream request with a non-streamed body")
     except ProxyError as exc:
+        trace.error = exc.code or exc.type
+        trace.end(200)
         yield frontend.error_event(exc, client)
         return
+    finally:
+        await waiting.aclose()  # a client that left stops the pending attempt now
+        if step is None:
+            trace.end(200)
     yield encode_comment(f"hookproxy backend={step.backend} model={step.model}")
     if step.chunks is None:
-        if step.protocol != OPENAI_CHAT:
-            await step.aclose()
-            yield frontend.error_event(UpstreamUnreachable(
-                f"backend {step.backend!r} answered a stream request with a non-streamed body"), client)
-            return
         as_stream(step)
-    async for chunk in relay(frontend, client, step):
+    async for chunk in relay(frontend, client, step, (), trace):
         yield chunk
+
+
+async def _wait_for_reply(
+    frontend: Frontend, attempts: Attempts, wait: float, interval: float, trace: Trace
+) -> AsyncGenerator[bytes | Reply, None]:
+    """Comments and keep-alive frames while the attempts run, then the reply (last)."""
+    step: Reply | float = wait
+    while not isinstance(step, Reply):
+        trace.waits += step
+        yield encode_comment(f"retrying in {step:g}s")
+        task = asyncio.ensure_future(_next_after(attempts, step))
+        finished = False
+        try:
+            while not finished:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                finished = bool(done)
+                if not finished:
+                    yield frontend.keepalive
+        finally:
+            if not finished:
+                _abandon(task)
+        step = task.result()
+    yield step
 
 
 def _abandon(task: asyncio.Future[Reply | float]) -> None:

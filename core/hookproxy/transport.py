@@ -1,9 +1,9 @@
 """How bytes reach upstreams: one aiohttp session per app, spoken to through httpx's interface.
 
 Why aiohttp underneath: httpcore's connection pool scans every pooled connection on every
-request and its pure-Python HTTP/1.1 parser costs about 0.5 ms per request; the bench
-(../shared/bench/RESULTS.md) measured a naive httpx proxy at 517 req/s at c=64 against 4,986
-with aiohttp underneath. We write this small transport ourselves rather than use httpx-aiohttp
+request and its pure-Python HTTP/1.1 parser costs about 0.5 ms per request; the baseline
+benchmark behind bench/RESULTS.md measured a naive httpx proxy at 517 req/s at c=64 against
+4,986 with aiohttp underneath. We write this small transport ourselves rather than use httpx-aiohttp
 because its error map turns a mid-stream disconnect into ``ConnectTimeout`` (a client would see
 504 for a reset) and it builds a ``ClientTimeout`` per request.
 

@@ -19,16 +19,15 @@ from fastapi import FastAPI
 
 #: The validated command line, passed from the parent to every worker.
 ARGV_ENV = "HOOKPROXY_WORKER_ARGV"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def worker_app() -> FastAPI:
     """The uvicorn factory each worker calls: the same configuration the parent validated."""
     from .app import create_app
-    from .cli import load_proxy
+    from .cli import load_proxy, setup_logging
 
     argv = json.loads(os.environ.get(ARGV_ENV, "[]"))
     proxy = load_proxy(argv)
-    logging.basicConfig(level=proxy.settings.log_level, format=LOG_FORMAT)
+    setup_logging(proxy.settings.log_level, proxy.settings.log_file)
     logging.getLogger("hookproxy").info("worker %d serving", os.getpid())
     return create_app(proxy)

@@ -1,10 +1,15 @@
 """The hybrid backend: one request, two phases, each served by the core (``proxy.complete``).
 
 Streaming clients watch the reasoning live. To keep real HTTP statuses for errors (401/403/429
-of either phase, H-21 decision), the reasoning stream is opened, and its first piece awaited,
+of either phase), the reasoning stream is opened, and its first piece awaited,
 before the reply is returned; when nothing was streamed yet (reasoning skipped, empty, timed
 out), the execution stream is opened before returning as well. Only an execution failure after
 reasoning bytes went out becomes the core's in-stream error event.
+
+Each phase is one call without failover; its error goes back to the core, which may retry the
+whole hybrid call within the request's budget. Such a retry must not pay for the reasoning
+model twice, so the finished reasoning (and the decision to reason) is kept in ``call.state``,
+which survives retries of the same call, and only the execution phase runs again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from .policy import (
     REASONING_DEFAULT,
     REASONING_PRESETS,
     TAGS,
+    Decision,
     HybridSettings,
     LatencyBackoff,
     decide,
@@ -57,11 +63,16 @@ from .spec import Side, parse_spec
 log = logging.getLogger("hookproxy.hybrid")
 
 HEADER = "x-hookproxy-hybrid"
+#: ``call.state`` key: what one hybrid call already did, kept across the core's retries of it.
+STATE_KEY = "hybrid"
 EXTRA_BODY_DROP = ("backend_type", "model", "session_id", PROBABILITY_OVERRIDE)
 
 
 class HybridBackend(Backend):
     """The ``hybrid`` connector; its one (usually synthesized) instance serves ``hybrid:[...]``."""
+
+    #: It only composes other backends, so it needs no configuration of its own.
+    serves_unconfigured = True
 
     def __init__(self, instance: BackendInstance, proxy: Proxy) -> None:
         super().__init__(instance)
@@ -69,7 +80,7 @@ class HybridBackend(Backend):
         self.backoff = LatencyBackoff()
 
     def models(self) -> list[str]:
-        return []  # H-30: a virtual backend lists nothing
+        return []  # a virtual backend: its models are those of the backends it composes
 
     def health(self) -> Health:
         if self._proxy.settings_for(HybridSettings).disable_hybrid_backend:
@@ -94,7 +105,7 @@ class HybridBackend(Backend):
 
 @dataclass
 class Phase:
-    """One side of the spec, resolved: its selector, backend kinds and request body (H-8..H-11)."""
+    """One side of the spec, resolved: its selector, backend kinds and request body."""
 
     name: str
     selector: str
@@ -118,15 +129,17 @@ class Phase:
             log.warning("reasoning_effort in the %s side of the hybrid model ignored: the hybrid sets it", name)
         forced = {**pick(kinds, presets, default), **params}
         body = {key: value for key, value in client_body.items() if key != PROBABILITY_OVERRIDE}
-        body.update(forced)
-        extra = body.get("extra_body")
+        # A literal ``extra_body`` (a raw JSON client writing what the SDK's extra_body= means)
+        # is merged into the top level, its keys winning; the presets are not written into it.
+        extra = body.pop("extra_body", None)
         if isinstance(extra, dict):
-            body["extra_body"] = {k: v for k, v in extra.items() if k not in EXTRA_BODY_DROP} | forced
+            body.update({k: v for k, v in extra.items() if k not in EXTRA_BODY_DROP})
+        body.update(forced)
         return cls(name, side.selector, kinds, body)
 
 
 def phase_error(phase: str, exc: ProxyError) -> ProxyError:
-    """H-16/H-21: client errors (4xx, incl. 401/403/429) keep their status; the rest is a 502."""
+    """Client errors (4xx, incl. 401/403/429) keep their status; the rest is a 502."""
     if not isinstance(exc, UpstreamError) or exc.status < 500:
         return exc
     return ProxyError(f"Hybrid backend error ({phase} phase): {exc.message}", status=502,
@@ -144,17 +157,35 @@ class HybridRun:
         self.created = int(time.time())
         self._conversation = LatencyBackoff.key(self.messages)
         self._started = 0.0
-        self.decision = decide(
-            self.messages,
-            request_probability(call.body, settings.reasoning_injection_probability),
-            settings.hybrid_reasoning_force_initial_turns,
-            backoff=lambda: backoff.use_skip(self._conversation),
-        )
+        self.memo: dict[str, Any] = call.state.setdefault(STATE_KEY, {})
+        decision = self.memo.get("decision")
+        if decision is None:
+            decision = self.memo["decision"] = decide(
+                self.messages,
+                request_probability(call.body, settings.reasoning_injection_probability),
+                settings.hybrid_reasoning_force_initial_turns,
+                backoff=lambda: backoff.use_skip(self._conversation),
+            )
+        self.decision: Decision = decision
+
+    def _reused(self) -> tuple[Capture | None, str] | None:
+        """The reasoning an earlier attempt of this call finished, if any (see the module docstring)."""
+        done: tuple[Capture | None, str] | None = self.memo.get("reasoning")
+        if done is not None:
+            log.info("retrying only the execution phase of %s; reusing the reasoning already captured",
+                     self.execution.selector)
+        return done
+
+    def _done(self, capture: Capture | None) -> tuple[Capture | None, str]:
+        """The reasoning phase is over: the text to inject, kept for a retry of this call."""
+        plain = self._finished(capture) if self.decision.run else ""
+        self.memo["reasoning"] = (capture, plain)
+        return capture, plain
 
     # --- phases -----------------------------------------------------------------------------
 
     async def _open_reasoning(self) -> Capture | None:
-        """H-12: always streamed, failover off; ``None`` when the timeout hit before a reply."""
+        """Always streamed, failover off; ``None`` when the timeout hit before a reply."""
         loop = asyncio.get_running_loop()
         self._started = loop.time()
         deadline = self._started + self.settings.hybrid_reasoning_model_timeout
@@ -171,7 +202,7 @@ class HybridRun:
         return Capture(reply, deadline)
 
     def _finished(self, capture: Capture | None) -> str:
-        """Record the latency (H-25) and return the reasoning to inject (empty on timeout, H-15)."""
+        """Record the latency (for the backoff) and return the reasoning to inject (empty on timeout)."""
         elapsed = asyncio.get_running_loop().time() - self._started
         self.backoff.record(self._conversation, elapsed, self.settings)
         if capture is None or capture.timed_out:
@@ -212,15 +243,18 @@ class HybridRun:
         return f"reasoning=used; reason={self.decision.reason}; stop={capture.stop_reason}"
 
     def _short_circuit(self, capture: Capture | None) -> bool:
-        """H-26: tool calls and no reasoning text: the reasoning model's calls are the answer."""
+        """Tool calls and no reasoning text: the reasoning model's calls are the answer."""
         return bool(capture and capture.tool_calls.calls and not capture.text and not capture.timed_out)
 
     async def complete(self) -> Reply:
-        capture = await self._open_reasoning() if self.decision.run else None
-        if capture is not None:
-            async for _piece in capture.pieces():
-                pass
-        plain = self._finished(capture) if self.decision.run else ""
+        reasoned = self._reused()
+        if reasoned is None:
+            capture = await self._open_reasoning() if self.decision.run else None
+            if capture is not None:
+                async for _piece in capture.pieces():
+                    pass
+            reasoned = self._done(capture)
+        capture, plain = reasoned
         if capture is not None and self._short_circuit(capture):
             return self._json_reply(self._tool_call_body(capture, chunk=False), "reasoning=tool_calls")
         reply = await self._open_execution(plain, stream=False)
@@ -233,20 +267,23 @@ class HybridRun:
         return self._json_reply(body, self._header(capture, plain), status=reply.status)
 
     async def stream(self) -> Reply:
-        capture = await self._open_reasoning() if self.decision.run else None
-        if capture is not None:
-            pieces = capture.pieces()
-            first = await anext(pieces, None)
-            if first is not None:
-                live = self._live(capture, pieces, first)
+        reasoned = self._reused()
+        if reasoned is None:
+            capture = await self._open_reasoning() if self.decision.run else None
+            if capture is not None:
+                pieces = capture.pieces()
+                first = await anext(pieces, None)
+                if first is not None:
+                    live = self._live(capture, pieces, first)
 
-                async def close() -> None:  # also when the core never started iterating ``live``
-                    await live.aclose()
-                    await pieces.aclose()
+                    async def close() -> None:  # also when the core never started iterating ``live``
+                        await live.aclose()
+                        await pieces.aclose()
 
-                hybrid = f"reasoning=used; reason={self.decision.reason}; mode=live"
-                return Reply(status=200, headers=self._stream_headers(hybrid), chunks=live, close=close)
-        plain = self._finished(capture) if self.decision.run else ""
+                    hybrid = f"reasoning=used; reason={self.decision.reason}; mode=live"
+                    return Reply(status=200, headers=self._stream_headers(hybrid), chunks=live, close=close)
+            reasoned = self._done(capture)
+        capture, plain = reasoned
         if capture is not None and self._short_circuit(capture):
             event = encode_event(self._tool_call_body(capture, chunk=True))
             return Reply(headers=self._stream_headers("reasoning=tool_calls"), chunks=_iterate(event, DONE))
@@ -302,7 +339,7 @@ class HybridRun:
 
 
 def add_reasoning(body: dict[str, Any], plain: str, tag: str) -> None:
-    """H-29: the reasoning goes on every choice's message (or under ``metadata`` without choices)."""
+    """The reasoning goes on every choice's message (or under ``metadata`` without choices)."""
     if not plain:
         return
     fields = {"reasoning": wrap(plain, tag), "reasoning_content": plain}

@@ -1,7 +1,7 @@
 """Settings, per-backend presets and the run-reasoning-or-not decision.
 
-Presets, tag styles and system-message support are keyed by backend *kind* (H-9, H-10, H-17,
-H-18). A hybrid side names a backend instance, so the kind is the first of these that has an
+Presets, tag styles and system-message support are keyed by backend *kind*.
+A hybrid side names a backend instance, so the kind is the first of these that has an
 entry in a table: the name the user wrote in the spec (``minimax``), the instance's own name
 (``openai-compatible.minimax`` -> ``minimax``), then its connector (``qwen-oauth``). That lets
 an ``openai-compatible`` block named ``minimax`` get MiniMax's presets, and a qwen-oauth
@@ -27,35 +27,43 @@ PROBABILITY_OVERRIDE = "_temp_hybrid_reasoning_probability"
 
 
 class HybridSettings(BaseModel):
-    """The seed's hybrid settings (H-31, H-32); the core makes flags, env vars and YAML keys."""
+    """The hybrid's settings (the plugin README lists them); the core makes flags, env vars and YAML keys."""
 
     model_config = ConfigDict(extra="forbid")
 
-    disable_hybrid_backend: bool = Field(False, description="refuse hybrid:[...] requests (400)")
+    disable_hybrid_backend: bool = Field(False, description="refuse hybrid:[...] requests (400)",
+                                         json_schema_extra={"env_aliases": ["DISABLE_HYBRID_BACKEND"]})
     hybrid_backend_repeat_messages: bool = Field(
-        False, description="also append the reasoning as an assistant message for the execution model"
+        False, description="also append the reasoning as an assistant message for the execution model",
+        json_schema_extra={"env_aliases": ["HYBRID_BACKEND_REPEAT_MESSAGES"]},
     )
     reasoning_injection_probability: float = Field(
         1.0,
         ge=0.0,
         le=1.0,
         description="chance of running the reasoning model after the forced initial turns (0 = never)",
-        json_schema_extra={"cli_aliases": ["--reasoning_injection_probability"]},
+        json_schema_extra={"cli_aliases": ["--reasoning_injection_probability"],
+                           "env_aliases": ["REASONING_INJECTION_PROBABILITY"]},
     )
     hybrid_reasoning_model_timeout: int = Field(
-        60, ge=1, description="seconds for the whole reasoning capture; on timeout answer without reasoning"
+        60, ge=1, description="seconds for the whole reasoning capture; on timeout answer without reasoning",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_MODEL_TIMEOUT"]},
     )
     hybrid_reasoning_force_initial_turns: int = Field(
-        4, ge=0, description="always reason while the request has at most this many user messages"
+        4, ge=0, description="always reason while the request has at most this many user messages",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_FORCE_INITIAL_TURNS"]},
     )
     hybrid_execution_model_timeout: int = Field(
-        120, ge=1, description="seconds for the execution model to answer (to its first byte when streaming)"
+        120, ge=1, description="seconds for the execution model to answer (to its first byte when streaming)",
+        json_schema_extra={"env_aliases": ["HYBRID_EXECUTION_MODEL_TIMEOUT"]},
     )
     hybrid_reasoning_latency_threshold: float = Field(
-        8.0, ge=0.0, description="reasoning slower than this (s) skips the next turns of a conversation; 0 = off"
+        8.0, ge=0.0, description="reasoning slower than this (s) skips the next turns of a conversation; 0 = off",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_LATENCY_THRESHOLD"]},
     )
     hybrid_reasoning_backoff_turns: int = Field(
-        2, ge=0, description="turns skipped after a slow reasoning phase"
+        2, ge=0, description="turns skipped after a slow reasoning phase",
+        json_schema_extra={"env_aliases": ["HYBRID_REASONING_BACKOFF_TURNS"]},
     )
 
 
@@ -113,12 +121,12 @@ class Decision:
 
 
 def user_turns(messages: Sequence[Any]) -> int:
-    """H-24 decision: a stateless proxy counts the ``user`` messages of the request."""
+    """A stateless proxy counts the ``user`` messages of the request."""
     return sum(1 for message in messages if isinstance(message, dict) and message.get("role") == "user")
 
 
 def request_probability(body: Mapping[str, Any], default: float) -> float:
-    """H-23: ``extra_body._temp_hybrid_reasoning_probability`` (or top level, as SDKs flatten it)."""
+    """The per-request override ``extra_body._temp_hybrid_reasoning_probability`` (or top level, as SDKs flatten it)."""
     extra = body.get("extra_body")
     raw = extra.get(PROBABILITY_OVERRIDE) if isinstance(extra, dict) else None
     if raw is None:
@@ -143,9 +151,9 @@ def decide(
     backoff: Callable[[], bool] = lambda: False,
     rng: Callable[[], float] = random.random,
 ) -> Decision:
-    """H-22/H-24 decision: run iff p > 0 and (turns <= forced turns or random() < p).
+    """Run iff p > 0 and (turns <= forced turns or random() < p).
 
-    ``backoff`` (H-25) is asked only for non-forced turns, since asking uses up a skip.
+    ``backoff`` is asked only for non-forced turns, since asking uses up a skip.
     """
     if probability <= 0.0:
         return Decision(False, "probability")
@@ -159,7 +167,7 @@ def decide(
 
 
 class LatencyBackoff:
-    """H-25 adaptive backoff, per conversation (the H-25 decision) rather than per connector.
+    """Adaptive backoff after slow reasoning, per conversation rather than per connector.
 
     The proxy is stateless, so a conversation is recognised by its system prompt and first user
     message, which stay the same while the history grows. Bounded, oldest forgotten first.

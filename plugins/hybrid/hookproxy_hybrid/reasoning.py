@@ -1,10 +1,10 @@
-"""The reasoning phase's data: capture from the stream, normalize, inject (H-13..H-20).
+"""The reasoning phase's data: capture from the stream, normalize, inject.
 
 :class:`Capture` reads the reasoning model's stream and hands out reasoning text as it
 arrives (so a streaming client can watch it live). It stops at the first closing tag, a
 ``finish_reason``, the answer starting after ``reasoning_content``, the transition marker rule
 or the size limit, and then closes the upstream at once: every token after that is money
-spent for nothing. The deadline covers the whole capture (H-15 decision).
+spent for nothing. The deadline covers the whole capture.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from .scrub import INJECTION_PHRASE, TagScanner
 
 log = logging.getLogger("hookproxy.hybrid")
 
-MAX_CHARS = 16384  # H-14: 16384 chars, and len/4 >= 4096 "tokens" is the same bound
+MAX_CHARS = 16384  # 16384 chars, and len/4 >= 4096 "tokens" is the same bound
 TRANSITION_MARKERS = ("therefore,", "in conclusion,", "to summarize,", "in summary,")
 TRANSITION_MIN_CHARS = 1000
 
 
 @dataclass
 class ToolCalls:
-    """Tool-call fragments of a stream, merged by index (names and ids set once, H-13)."""
+    """Tool-call fragments of a stream, merged by index (names and ids set once)."""
 
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -105,7 +105,7 @@ class Capture:
             except TimeoutError:
                 self.stop_reason = "timeout"
                 return
-            except (ProxyError, OSError, ValueError) as exc:  # H-14: use what was captured so far
+            except (ProxyError, OSError, ValueError) as exc:  # use what was captured so far
                 log.warning("reasoning stream broke after %d chars: %s", self.length, exc)
                 self.stop_reason = "error"
                 return
@@ -122,7 +122,7 @@ class Capture:
                 return
 
     def _data(self, data: Any) -> list[str]:
-        """H-13: reasoning and content text of one event, plus tool-call fragments."""
+        """The reasoning and content text of one event, plus tool-call fragments."""
         if not isinstance(data, dict) or "error" in data:
             return []
         pieces: list[str] = []
@@ -157,7 +157,7 @@ class Capture:
         return pieces
 
     def _keep(self, text: str) -> list[str]:
-        """Record text, then apply the size and transition-marker triggers (H-14)."""
+        """Record text, then apply the size and transition-marker triggers."""
         text = text[: MAX_CHARS - self.length]
         if not text:
             self.stop_reason = self.stop_reason or ("size_limit" if self.length >= MAX_CHARS else "")
@@ -183,7 +183,7 @@ def _loads(raw: bytes) -> Any:
 
 
 def wrap(text: str, tag: str) -> str:
-    """H-17: tags on their own lines when the body has a newline or starts with ``<``."""
+    """Tags on their own lines when the body has a newline or starts with ``<``."""
     if "\n" in text or text.startswith("<"):
         return f"<{tag}>\n{text}\n</{tag}>"
     return f"<{tag}>{text}</{tag}>"
@@ -206,9 +206,9 @@ def inject(
 ) -> list[Any]:
     """The execution model's messages (a new list of copies; the client's are never touched).
 
-    H-18: into the first system message (appended after a blank line) or a new one at index 0;
-    for backends without system messages, before the first user message's text. H-19: list
-    content gets a text part. H-20: ``repeat`` appends an assistant message carrying it.
+    Into the first system message (appended after a blank line) or a new one at index 0;
+    for backends without system messages, before the first user message's text. List
+    content gets a text part. ``repeat`` appends an assistant message carrying it.
     """
     out = [dict(message) if isinstance(message, dict) else message for message in messages]
     if not plain:

@@ -1,4 +1,4 @@
-"""Cross-chunk handling of ``<think>``-style tags (H-28 decision).
+"""Cross-chunk handling of ``<think>``-style tags.
 
 Upstreams split text anywhere, so ``<thi`` can end one chunk and ``nk>`` start the next. The
 :class:`TagScanner` holds back a trailing fragment that could still become a reasoning tag and
@@ -111,7 +111,7 @@ def scrub_text(text: str) -> str:
 
 
 def drop_key(value: Any, key: str) -> None:
-    """Remove ``key`` from every mapping inside ``value`` (H-28: ``reasoning_content``)."""
+    """Remove ``key`` from every mapping inside ``value`` (used for ``reasoning_content``)."""
     if isinstance(value, dict):
         value.pop(key, None)
         for item in value.values():

@@ -1,10 +1,10 @@
-"""The hybrid model-spec grammar: ``hybrid:[<rb>:<rm>[?q],<eb>:<em>[?q]]`` (H-1..H-7).
+"""The hybrid model-spec grammar: ``hybrid:[<rb>:<rm>[?q],<eb>:<em>[?q]]``.
 
 The core hands the bracketed remainder to this plugin untouched, so every comma, colon and
-``?`` inside is ours to interpret. Splitting is the seed's: a comma separates the two sides
+``?`` inside is ours to interpret. Splitting follows the plugin's README: a comma separates the two sides
 only once the current side has its ``backend:``, and inside a query a comma separates only
 when the text after it starts a new ``backend:`` (so ``?stop=a,b`` stays one value). Errors are
-``ValueError`` with the seed's phrases; the backend turns them into a 400 (H-7).
+``ValueError`` with messages that name the problem; the backend turns them into a 400.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ FORMAT_HELP = (
 class Side:
     """One phase's target: backend name, model and its raw URI query (validated per phase later).
 
-    ``params`` keeps the query as strings, decoded, blanks dropped, last value winning (H-6);
+    ``params`` keeps the query as strings, decoded, blanks dropped, last value winning;
     it is a tuple of pairs so the parsed spec stays immutable.
     """
 
@@ -45,7 +45,7 @@ class HybridSpec:
 
 
 def parse_spec(text: str) -> HybridSpec:
-    """Parse a hybrid spec; the ``hybrid:`` prefix is optional and whitespace is trimmed (H-2)."""
+    """Parse a hybrid spec; the ``hybrid:`` prefix is optional and whitespace is trimmed."""
     body = (text or "").strip()
     if body.startswith(PREFIX):
         body = body[len(PREFIX) :].strip()
@@ -61,7 +61,7 @@ def parse_spec(text: str) -> HybridSpec:
 
 
 def split_sides(inner: str) -> list[str]:
-    """Split the bracket contents into sides with the seed's comma rules (H-4)."""
+    """Split the bracket contents into sides by the comma rules above."""
     parts: list[str] = []
     current = ""
     for index, char in enumerate(inner):

@@ -1,4 +1,4 @@
-"""The seed's tested combination, through ``python -m hookproxy`` and the official openai SDK.
+"""MiniMax-M2 reasons, Qwen answers: through ``python -m hookproxy`` and the official openai SDK.
 
 The CLI loads every installed plugin, so this also shows that a ``qwen-oauth`` block with
 ``connector: openai-compatible`` wins over the qwen-oauth plugin's own connector (exact backend

@@ -1,4 +1,4 @@
-"""The two phases end to end, against fake upstreams on 127.0.0.1 (H-8..H-31)."""
+"""The two phases end to end, against fake upstreams on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ def test_the_execution_request_carries_the_reasoning_with_its_presets(start, fak
     (reasoning_request,) = fakes.minimax.requests_to()
     assert reasoning_request.json["model"] == "MiniMax-M2"
     assert reasoning_request.json["stream"] is True
-    assert reasoning_request.json["temperature"] == 0.9  # minimax has no reasoning preset (H-9)
+    assert reasoning_request.json["temperature"] == 0.9  # minimax has no reasoning preset
     (execution_request,) = fakes.qwen.requests_to()
     sent = execution_request.json
     assert sent["model"] == "qwen3-coder-plus"
-    assert sent["thinking_budget"] == 0  # qwen-oauth execution preset (H-10, X-3)
+    assert sent["thinking_budget"] == 0  # qwen-oauth execution preset
     assert sent["messages"][0] == {
         "role": "system",
         "content": "Consider this reasoning when formulating your response:\n\n"
@@ -59,7 +59,7 @@ def test_a_reasoning_content_model_is_captured_and_closed_when_its_answer_starts
     assert result.content == "Hello world"
     assert "answer_started" in result.comments[-1]
     assert kit.wait_closed(fakes.deepseek).sent < fakes.deepseek.stream_log[-1].planned
-    assert fakes.deepseek.requests_to()[0].json["reasoning_effort"] == "high"  # deepseek preset (H-9)
+    assert fakes.deepseek.requests_to()[0].json["reasoning_effort"] == "high"  # deepseek preset
     assert "<thinking>Think in steps.</thinking>" in fakes.qwen.requests_to()[0].json["messages"][0]["content"]
 
 
@@ -75,7 +75,7 @@ def test_non_streaming_client_gets_reasoning_content_and_the_answer(start, fakes
     assert message["content"] == "Hi!"
     assert message["reasoning_content"] == "Plan: use a loop."
     assert message["reasoning"] == "<think>Plan: use a loop.</think>"  # the reasoning backend's tags
-    assert fakes.minimax.requests_to()[0].json["stream"] is True  # always streamed (H-12)
+    assert fakes.minimax.requests_to()[0].json["stream"] is True  # always streamed
     assert fakes.qwen.requests_to()[0].json["stream"] is False
     kit.wait_closed(fakes.minimax)
 
@@ -88,7 +88,7 @@ def test_a_reasoning_timeout_answers_without_reasoning(start, fakes, kit):
     assert result.reasoning.startswith("slow")  # it was live...
     assert result.content == "fine"
     assert "reason=timeout" in result.comments[-1]
-    assert fakes.qwen.requests_to()[0].json["messages"] == kit.USER  # ...but not injected (H-15)
+    assert fakes.qwen.requests_to()[0].json["messages"] == kit.USER  # ...but not injected
     kit.wait_closed(fakes.minimax)
 
 
@@ -118,7 +118,19 @@ def test_after_the_forced_turns_a_request_can_skip_reasoning(start, fakes, kit):
     response = kit.post(running, kit.SEED_SPEC, messages, extra_body={"_temp_hybrid_reasoning_probability": 0.0})
     assert response.headers["x-hookproxy-hybrid"] == "reasoning=skipped; reason=probability"
     assert fakes.minimax.requests == []
-    assert "_temp_hybrid_reasoning_probability" not in fakes.qwen.requests_to()[0].json["extra_body"]
+    sent = fakes.qwen.requests_to()[0].json
+    assert "_temp_hybrid_reasoning_probability" not in sent and "extra_body" not in sent
+
+
+def test_a_literal_extra_body_is_merged_into_each_phase_without_presets_inside(start, fakes, kit):
+    fakes.minimax.queue(kit.minimax_stream())
+    body = {"temperature": 0.9, "extra_body": {"top_k": 20, "enable_thinking": True, "model": "other"}}
+    assert kit.post(start(), kit.SEED_SPEC, **body).status_code == 200
+    for sent in (fakes.minimax.requests_to()[0].json, fakes.qwen.requests_to()[0].json):
+        assert "extra_body" not in sent
+        assert sent["top_k"] == 20 and sent["enable_thinking"] is True
+    assert fakes.minimax.requests_to()[0].json["model"] == "MiniMax-M2"
+    assert fakes.qwen.requests_to()[0].json["thinking_budget"] == 0  # the preset, at the top level only
 
 
 @pytest.mark.parametrize(("model", "phrase"), [

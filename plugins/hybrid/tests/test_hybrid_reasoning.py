@@ -1,4 +1,4 @@
-"""Reasoning capture, injection and the run-or-skip decision, without servers (H-13..H-24)."""
+"""Reasoning capture, injection and the run-or-skip decision, without servers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The cross-chunk tag filter: a tag split anywhere must never leak (H-28 decision)."""
+"""The cross-chunk tag filter: a tag split anywhere must never leak."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every seed flag, env var and YAML key of H-31/H-32 (env names with the HOOKPROXY_ prefix)."""
+"""Every flag, env var and YAML key of the hybrid's settings (env names with the HOOKPROXY_ prefix)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The model-spec grammar, case by case from the seed's tests (H-1..H-6)."""
+"""The model-spec grammar, case by case."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ and cross-process refresh), ``credentials.py`` / ``lockfile.py`` (the files shar
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -17,6 +19,7 @@ from hookproxy import (
     Backend,
     BackendInstance,
     ChatCall,
+    ConfigError,
     Proxy,
     RetryDecision,
     UpstreamError,
@@ -39,17 +42,36 @@ def settings_model() -> type[BaseModel]:
     return QwenOAuthSettings
 
 
+#: Per proxy: resolved credentials file -> the instance that uses it (two may not share one).
+_credentials_owners: weakref.WeakKeyDictionary[Proxy, dict[Path, BackendInstance]] = weakref.WeakKeyDictionary()
+
+
 @hookimpl
 def resolve_backend(instance: BackendInstance, proxy: Proxy) -> QwenOAuthBackend | None:
     """Also for the synthesized default: with no credentials it resolves and reports not usable."""
     if instance.connector != CONNECTOR:
         return None
-    return QwenOAuthBackend(instance, parse_extra(instance), proxy)
+    backend = QwenOAuthBackend(instance, parse_extra(instance), proxy)
+    _claim_credentials(backend, proxy)
+    return backend
+
+
+def _claim_credentials(backend: QwenOAuthBackend, proxy: Proxy) -> None:
+    """Two instances on one credentials file would refresh (and rotate) one token against each
+    other, each invalidating the other's refresh token: refuse it at start-up."""
+    owners = _credentials_owners.setdefault(proxy, {})
+    path = backend.credentials_path.resolve()
+    other = owners.setdefault(path, backend.instance)
+    if other is not backend.instance:
+        raise ConfigError(
+            f"{other.where()} and {backend.instance.where()} both use the Qwen OAuth credentials file {path}; "
+            "give each instance its own extra.credentials_path (or remove one instance)"
+        )
 
 
 @hookimpl
 def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) -> Awaitable[None] | None:
-    """The gate is checked here, synchronously, before any file or network I/O (Q-44)."""
+    """The gate is checked here, synchronously, before any file or network I/O."""
     if not isinstance(backend, QwenOAuthBackend):
         return None
     backend.check_gate()
@@ -58,8 +80,8 @@ def prepare_request(backend: Backend, call: ChatCall, request: UpstreamRequest) 
 
 @hookimpl
 def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> RetryDecision | None:
-    """One forced refresh after an auth error (§1.7: 401/403 or its phrases); one held retry of a
-    rate limit (R-1)."""
+    """One forced refresh after an auth error (401/403, or the phrases the official client
+    reads as a rejected token); one held retry of a rate limit."""
     if not isinstance(backend, QwenOAuthBackend):
         return None
     state = call.state.setdefault(STATE_KEY, {})
@@ -74,8 +96,9 @@ def on_rate_limit(backend: Backend, call: ChatCall, error: UpstreamError) -> Ret
             state["rate_limit_retried"] = True
             return RetryDecision("retry", wait, f"Qwen OAuth initial rate-limit retry ({why})")
         if not state.get("rate_limit_retried"):
-            # R-12: retry turned off means no hidden wait here either (the core would wait on Retry-After).
+            # Retry turned off means no hidden wait here either (the core would wait on Retry-After).
             return RetryDecision("failover", 0.0, "Qwen OAuth initial rate-limit retry is disabled")
         return None
-    log.warning("%s: upstream HTTP %s is not retried by the qwen-oauth connector", backend.id, error.status)
+    log.warning("%s: the qwen-oauth connector does not retry an upstream HTTP %s; the proxy's failure handling "
+                "decides", backend.id, error.status)
     return None

@@ -1,6 +1,6 @@
 """The qwen-oauth backend: an OpenAI-compatible HTTP backend whose key is the CLI's OAuth token.
 
-The core builds and sends the request; this class supplies the base URL (Q-17, Q-18), the
+The core builds and sends the request; this class supplies the base URL, the
 health shown in /health and ``hookproxy plugins``, and :meth:`prepare`, which the
 ``prepare_request`` hook awaits: backoff, token, URL and the official client's headers.
 """
@@ -13,10 +13,20 @@ import platform
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from hookproxy import BackendInstance, ChatCall, Health, HTTPBackend, PermissionDenied, Proxy, UpstreamRequest
+from hookproxy import (
+    BackendInstance,
+    ChatCall,
+    Health,
+    HTTPBackend,
+    PermissionDenied,
+    Proxy,
+    ProxyError,
+    UpstreamRequest,
+)
 
 from .credentials import default_path
 from .oauth import TokenManager
+from .payload import add_think_switch, clean_payload
 from .ratelimit import BACKOFF_TABLE, Backoff
 from .settings import DEFAULT_API_BASE, GATE_FLAG, GATE_KEY, QwenOAuthExtra, QwenOAuthSettings
 
@@ -36,7 +46,10 @@ def official_user_agent() -> str:
 
 
 def base_from_resource_url(resource_url: str) -> str:
-    """Q-18: add ``https://`` unless a scheme is there, strip ``/``, append ``/v1`` unless present."""
+    """The credentials' ``resource_url`` as a base URL.
+
+    Add ``https://`` unless a scheme is there, strip ``/``, append ``/v1`` unless present.
+    """
     url = resource_url.strip()
     if not url.startswith(("http://", "https://")):
         url = "https://" + url
@@ -46,6 +59,9 @@ def base_from_resource_url(resource_url: str) -> str:
 
 class QwenOAuthBackend(HTTPBackend):
     """One qwen-oauth instance: its settings, its token manager and its rate-limit backoff."""
+
+    #: ``qwen auth`` leaves credentials in a known place, so no instance file is needed.
+    serves_unconfigured = True
 
     def __init__(self, instance: BackendInstance, extra: QwenOAuthExtra, proxy: Proxy) -> None:
         super().__init__(instance)
@@ -67,7 +83,7 @@ class QwenOAuthBackend(HTTPBackend):
     # --- the gate ---------------------------------------------------------------------------
 
     def gate_open(self) -> bool:
-        """Q-45: the CLI flag (or env/YAML setting) or the instance's own ``extra`` key."""
+        """Open by the CLI flag (or env/YAML setting) or the instance's own ``extra`` key."""
         return self.extra.enable_qwen_oauth_backend_debugging_override or (
             self.proxy.settings_for(QwenOAuthSettings).enable_qwen_oauth_backend_debugging_override
         )
@@ -102,17 +118,24 @@ class QwenOAuthBackend(HTTPBackend):
         return self.instance.models or tuple(self.extra.models)
 
     def health(self) -> Health:
+        if not self.gate_open():
+            # The credentials file is not even looked at: a closed gate must not warn about it.
+            details = {"credentials_path": str(self.credentials_path), "gate_open": False}
+            return Health(False, f"gate closed: start with {GATE_FLAG} or set extra.{GATE_KEY}: true", details)
         state = self.tokens.state()
         details = {"expires_in_seconds": state.expires_in_seconds, "credentials_path": str(self.credentials_path),
-                   "gate_open": self.gate_open()}
-        if not self.gate_open():
-            return Health(False, f"gate closed: start with {GATE_FLAG} or set extra.{GATE_KEY}: true", details)
+                   "gate_open": True}
         return Health(state.usable, state.reason, details)
+
+    def refusal(self) -> ProxyError | None:
+        """Nothing here: ``prepare_request`` refuses before any I/O with the precise status
+        (403 for the closed gate, 401 asking to run ``qwen auth``)."""
+        return None
 
     # --- per request --------------------------------------------------------------------------
 
     async def prepare(self, call: ChatCall, request: UpstreamRequest) -> None:
-        """Backoff (R-8/R-9), token (R-7, §1.7), URL, headers and ``include_usage`` (Q-27)."""
+        """Backoff, token (refreshed when needed), URL, headers, the cleaned body and ``include_usage``."""
         state = call.state.setdefault(STATE_KEY, {})
         if not state.get("rate_limit_retried"):
             remaining = self.backoff.remaining()
@@ -133,6 +156,10 @@ class QwenOAuthBackend(HTTPBackend):
             }
         )
         request.headers.update({key.lower(): value for key, value in self.extra.headers.items()})
+        payload = clean_payload(request.json)
+        if self.extra.enable_qwen_think_soft_switch:
+            add_think_switch(payload)
         if call.stream:
-            options = request.json.get("stream_options")
-            request.json["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+            options = payload.get("stream_options")
+            payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        request.json = payload

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 CREDENTIALS_FILE = "oauth_creds.json"
-#: A token with this many seconds or fewer left counts as expired (Q-8, official client).
+#: How each problem with the file is fixed; appended once, by ``read``.
+CREATE_HINT = "run `qwen auth` to create it"
+REWRITE_HINT = "run `qwen auth` to sign in again, which rewrites it"
+#: A token with this many seconds or fewer left counts as expired (as in the official client).
 EXPIRY_BUFFER_SECONDS = 30.0
 
 
@@ -60,12 +63,12 @@ class Credentials:
         return self.expiry_date / 1000.0 - (time.time() if now is None else now)
 
     def is_expired(self, now: float | None = None) -> bool:
-        """Expired with 30 s or less left; without ``expiry_date`` it is assumed valid (Q-8)."""
+        """Expired with 30 s or less left; without ``expiry_date`` it is assumed valid."""
         left = self.seconds_left(now)
         return left is not None and left <= EXPIRY_BUFFER_SECONDS
 
     def is_past_expiry(self, now: float | None = None) -> bool:
-        """Really expired (no buffer): the fallback when a refresh fails inside the buffer (Q-14)."""
+        """Really expired (no buffer): the fallback when a refresh fails inside the buffer."""
         left = self.seconds_left(now)
         return left is not None and left <= 0
 
@@ -82,7 +85,7 @@ def _string(data: Mapping[str, Any], key: str, where: str, *, required: bool) ->
 
 
 def parse(data: Any, path: Path) -> Credentials:
-    """Validate parsed JSON; the error names ``path`` and the first bad field (Q-5)."""
+    """Validate parsed JSON; the error names ``path`` and the first bad field."""
     where = f"Qwen OAuth credentials file {path}"
     if not isinstance(data, dict):
         raise CredentialsError(f"{where}: the top level must be a JSON object")
@@ -114,32 +117,36 @@ def stat_mtime(path: Path) -> int | None:
 
 
 def read(path: Path) -> Snapshot:
-    """Read and validate the file. Never raises: a problem is a Snapshot with ``error`` (Q-4, Q-6)."""
+    """Read and validate the file. Never raises: a problem is a Snapshot with ``error``."""
     try:
         info = path.stat()
         if not path.is_file():
-            return Snapshot(None, f"Qwen OAuth credentials path {path} exists but is not a file", info.st_mtime_ns)
+            return Snapshot(None, f"Qwen OAuth credentials path {path} exists but is not a file; point "
+                                  "extra.credentials_path at the file `qwen auth` writes", info.st_mtime_ns)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Snapshot(None, f"Qwen OAuth credentials file not found at {path}; run `qwen auth`", None)
+        return Snapshot(None, f"Qwen OAuth credentials file not found at {path}; {CREATE_HINT}", None)
     except PermissionError:
-        return Snapshot(None, f"Permission denied reading Qwen OAuth credentials file: {path}", None)
+        return Snapshot(None, f"Permission denied reading Qwen OAuth credentials file: {path}; make it "
+                              "readable by the user running hookproxy", None)
     except (OSError, UnicodeDecodeError) as exc:
-        return Snapshot(None, f"cannot read Qwen OAuth credentials file {path}: {type(exc).__name__}", None)
+        return Snapshot(None, f"cannot read Qwen OAuth credentials file {path}: {type(exc).__name__}; "
+                              f"{REWRITE_HINT}", None)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         # exc.msg and the position only: the text itself may hold a token.
-        message = f"Invalid JSON in credentials file {path}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        message = (f"Invalid JSON in credentials file {path}: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+                   f"{REWRITE_HINT}")
         return Snapshot(None, message, info.st_mtime_ns)
     try:
         return Snapshot(parse(data, path), None, info.st_mtime_ns)
     except CredentialsError as exc:
-        return Snapshot(None, str(exc), info.st_mtime_ns)
+        return Snapshot(None, f"{exc}; {REWRITE_HINT}", info.st_mtime_ns)
 
 
 def write_atomic(path: Path, data: Mapping[str, Any]) -> int:
-    """Replace the file atomically with mode 0600 and return its new mtime (Q-16, protocol §1.4).
+    """Replace the file atomically with mode 0600 and return its new mtime, as the official client writes it.
 
     A symlinked file is written through to its target, so a user's link keeps working. On any
     failure the temp file is removed and the original is untouched.
@@ -176,7 +183,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def refreshed(old: Credentials, reply: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
-    """The new file content after a refresh reply (Q-10): old fields kept unless replaced."""
+    """The new file content after a refresh reply: old fields kept unless replaced."""
     now = time.time() if now is None else now
     data = dict(old.raw)
     data["access_token"] = reply["access_token"]

@@ -1,4 +1,4 @@
-"""The cross-process lock ``oauth_creds.lock``, with the official Qwen CLI's rules (protocol §1.5).
+"""The cross-process lock ``oauth_creds.lock``, with the official Qwen CLI's rules.
 
 Why the same file and rules: the ``qwen`` CLI and other hookproxy processes refresh the same
 rotating refresh token; two refreshes racing would kill it for everyone. Exclusive create holds

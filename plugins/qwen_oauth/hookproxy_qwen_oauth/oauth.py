@@ -1,6 +1,6 @@
 """Valid access tokens on demand: cached credentials, one refresh at a time, safe beside the CLI.
 
-Why it looks like this (protocol §1.3-§1.5, Q-9..Q-16):
+Why it looks like this (it follows what the official Qwen client does):
 
 * The file is re-read when its mtime changes (checked at most every ``check_interval`` seconds,
   or always when a caller asks), so a token the ``qwen`` CLI refreshed is used without restart.
@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from hookproxy import AuthenticationFailed, SharedState, UpstreamUnreachable
+from hookproxy import AuthenticationFailed, ProxyError, SharedState
 from hookproxy.state import InProcessState
 
 from . import credentials as creds_file
@@ -41,6 +41,14 @@ log = logging.getLogger("hookproxy.qwen_oauth")
 CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
 #: Seconds between mtime checks of a cached, valid token (the official CACHE_CHECK_INTERVAL_MS).
 CHECK_INTERVAL = 5.0
+
+
+class TokenRefreshFailed(ProxyError):
+    """The token endpoint could not give a new token and the old one has expired (502, no retry)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "token_refresh_failed"
 
 
 class _DeadRefreshToken(Exception):
@@ -161,8 +169,8 @@ class TokenManager:
 
     def _usable(self, snapshot: Snapshot | None) -> Credentials:
         if snapshot is None or snapshot.credentials is None:
-            error = snapshot.error if snapshot else f"no credentials read from {self.path}"
-            raise AuthenticationFailed(f"qwen-oauth: {error}; run `qwen auth` to create it")
+            error = snapshot.error if snapshot else f"no credentials read from {self.path}; {creds_file.CREATE_HINT}"
+            raise AuthenticationFailed(f"qwen-oauth: {error}")  # the error already says how to fix it
         if self._dead:
             raise AuthenticationFailed(f"qwen-oauth: {self._reauth_message()}")
         return snapshot.credentials
@@ -225,15 +233,18 @@ class TokenManager:
         return new
 
     def _fallback(self, current: Credentials, why: str) -> Credentials:
-        """Use the old token while it is not really expired (Q-14); else a clear 502."""
+        """Use the old token while it is not really expired; else a clear 502.
+
+        The 502 is not an upstream error: no chat request was sent, and retrying at once would
+        only call the token endpoint again, so the core answers it without a retry.
+        """
         if not current.is_past_expiry():
             log.warning("qwen-oauth: token refresh failed (%s); the current token is still valid, using it", why)
             return current
-        raise UpstreamUnreachable(
-            f"qwen-oauth: could not refresh the access token at {self.token_url} (extra.token_url): {why}; "
-            f"credentials file {self.path} left unchanged",
-            status=502,
-        )
+        message = (f"qwen-oauth: could not refresh the access token at {self.token_url} (extra.token_url): {why}; "
+                   f"credentials file {self.path} left unchanged")
+        log.warning("%s; the chat request was not sent", message)
+        raise TokenRefreshFailed(message)
 
     async def _post(self, refresh_token: str) -> dict[str, Any]:
         self.refresh_count += 1
@@ -256,7 +267,7 @@ class TokenManager:
 
 
 def _check_reply(reply: Any) -> dict[str, Any]:
-    """A success reply needs a non-empty ``access_token`` and a numeric ``expires_in`` (Q-10)."""
+    """A success reply needs a non-empty ``access_token`` and a numeric ``expires_in``."""
     if not isinstance(reply, dict) or "error" in reply:
         raise _RefreshUnavailable("token endpoint returned an error object")
     token = reply.get("access_token")

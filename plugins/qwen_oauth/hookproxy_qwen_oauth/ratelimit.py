@@ -1,4 +1,4 @@
-"""The initial rate-limit retry (R-1..R-14): which errors it holds, how long, and the shared backoff.
+"""The initial rate-limit retry: which errors it holds, how long, and the shared backoff.
 
 Why: the Qwen service answered bursts with short 429s (and "quota" bodies that cleared within a
 minute), so the first one is held and retried once instead of failing the user's agent. The
@@ -39,7 +39,7 @@ def _quota_in(obj: Any) -> bool:
 
 
 def is_quota(error: UpstreamError) -> bool:
-    """R-3: the body (or its nested ``error``) says quota exhaustion."""
+    """The body (or its nested ``error``) says quota exhaustion."""
     if _quota_in(error.upstream_body):
         return True
     raw = error.raw_body or b""
@@ -54,17 +54,20 @@ def is_quota(error: UpstreamError) -> bool:
 
 
 def is_recoverable(error: UpstreamError) -> bool:
-    """R-2: any 429, and a 503 whose body is the (often spurious) quota case."""
+    """Any 429, and a 503 whose body is the (often spurious) quota case."""
     return error.status == 429 or (error.status == 503 and is_quota(error))
 
 
-#: Message fragments the official client reads as "the token was rejected" (protocol §1.7).
+#: Message fragments the official client reads as "the token was rejected".
 AUTH_PHRASES = ("unauthorized", "forbidden", "invalid api key", "invalid access token", "token expired",
                 "authentication", "access denied")
 
 
 def is_auth_error(error: UpstreamError) -> bool:
-    """§1.7: 401/403, or a message naming a rejected token; a quota answer is not one."""
+    """An auth error as the official client sees it: 401/403, or a message naming a rejected token.
+
+    A quota answer is not one.
+    """
     if is_quota(error):
         return False
     if error.status in (401, 403):
@@ -76,7 +79,7 @@ def is_auth_error(error: UpstreamError) -> bool:
 def retry_wait(
     error: UpstreamError, extra: QwenOAuthExtra, uniform: Callable[[float, float], float] | None = None
 ) -> tuple[float, str]:
-    """Seconds to hold the request (R-4..R-6): Retry-After capped, else one random draw, capped."""
+    """Seconds to hold the request: Retry-After capped, else one random draw, capped."""
     cap = extra.qwen_oauth_initial_rate_limit_retry_max_wait_seconds
     if error.retry_after is not None:
         return min(error.retry_after, cap), f"Retry-After {error.retry_after:g}s"

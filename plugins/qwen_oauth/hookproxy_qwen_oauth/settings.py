@@ -47,6 +47,8 @@ class QwenOAuthExtra(BaseModel):
     dashscope_auth_type: str = "qwen-oauth"
     headers: dict[str, str] = Field(default_factory=dict)
     refresh_timeout_seconds: float = Field(30.0, gt=0)
+    #: Qwen's soft switch: append " /think" to the last user/system message unless effort is low.
+    enable_qwen_think_soft_switch: bool = False
 
     @field_validator("token_url", "api_base")
     @classmethod

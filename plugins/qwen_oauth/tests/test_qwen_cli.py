@@ -57,3 +57,21 @@ def test_two_proxy_processes_sharing_one_file_refresh_once(
     assert saved["refresh_token"] == "rt-1" and saved["unknown_field"] == "kept"
     assert (creds_path.stat().st_mode & 0o777) == 0o600
     assert not (creds_path.parent / "oauth_creds.lock").exists()
+
+
+def test_two_instances_on_one_credentials_file_are_refused_at_start(
+    fake_upstream: FakeUpstream, creds_path: Path, write_config: Callable[..., Path], tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import instance
+
+    same = str(creds_path.parent / ".." / creds_path.parent.name / creds_path.name)  # another spelling
+    config = write_config({}, {"qwen-oauth.work": instance(fake_upstream, creds_path),
+                               "qwen-oauth.home": instance(fake_upstream, Path(same))})
+    result = subprocess.run([sys.executable, "-m", "hookproxy", "--config", str(config)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "'qwen-oauth.home'" in line and "'qwen-oauth.work'" in line and "credentials_path" in line

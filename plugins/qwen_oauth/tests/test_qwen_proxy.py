@@ -182,8 +182,40 @@ def test_missing_file_is_401_telling_to_run_qwen_auth(qwen: QwenService, creds_p
                                                       qwen_config: Callable[..., Path],
                                                       make_proxy: ProxyMaker) -> None:
     response = chat(make_proxy(qwen_config()))
-    assert response.status_code == 401 and "qwen auth" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert response.status_code == 401 and message.count("qwen auth") == 1
+    assert message.endswith("run `qwen auth` to create it")
     assert not creds_path.exists()
+
+
+def test_an_invalid_field_tells_to_sign_in_again_not_to_create_the_file(
+    qwen: QwenService, creds_path: Path, qwen_config: Callable[..., Path], make_proxy: ProxyMaker,
+) -> None:
+    creds_path.parent.mkdir(parents=True)
+    creds_path.write_text('{"access_token": "", "refresh_token": "rt"}')
+    message = chat(make_proxy(qwen_config())).json()["error"]["message"]
+    assert "Invalid access_token" in message and "to create it" not in message
+    assert message.count("qwen auth") == 1 and "sign in again" in message
+
+
+def test_a_failing_token_endpoint_is_one_attempt_and_one_accurate_log_line(
+    qwen: QwenService, fake_upstream: FakeUpstream, creds_path: Path, qwen_config: Callable[..., Path],
+    make_proxy: ProxyMaker, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
+    write_creds(creds_path, expires_in=-5)
+    qwen.token_answer = Canned(status=500, json={"error": "down"})
+    response = chat(make_proxy(qwen_config()))
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "token_refresh_failed"
+    assert "extra.token_url" in response.json()["error"]["message"]
+    assert len(qwen.token_requests) == 1  # not retried as if it were a connection error
+    assert fake_upstream.requests_to("/v1/chat/completions") == []
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("hookproxy")]
+    assert not any("not retried" in line or "failover" in line for line in lines)
+    assert [line for line in lines if "could not refresh" in line] == [
+        next(line for line in lines if "could not refresh" in line)]
+    assert "the chat request was not sent" in next(line for line in lines if "could not refresh" in line)
 
 
 @pytest.mark.parametrize(("key", "value"), [("nonsense_key", 1), ("models", "coder-model"),
@@ -206,3 +238,13 @@ def test_resource_url_gives_the_base_url(
     write_creds(creds_path, resource_url="https://x.example/v1/")
     backend.tokens.peek()
     assert backend.base_url() == "https://x.example/v1"
+
+
+def test_a_closed_gate_does_not_warn_about_missing_credentials(
+        qwen_config: Callable[..., Path], caplog: pytest.LogCaptureFixture) -> None:
+    path = qwen_config(enable_qwen_oauth_backend_debugging_override=False)
+    with caplog.at_level("WARNING"):
+        proxy = build_proxy(path, env={})
+        state = proxy.backends["qwen-oauth.test"].health()
+    assert not state.usable and "gate closed" in (state.reason or "")
+    assert caplog.records == []

@@ -1,4 +1,4 @@
-"""The initial rate-limit retry (R-1..R-14): decisions, waits, connector-wide backoff, end to end."""
+"""The initial rate-limit retry : decisions, waits, connector-wide backoff, end to end."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ async def test_connector_wide_backoff_delays_others_but_not_the_retrying_request
         assert decision is not None and decision.wait == 3.0
         retrying.attempt = 2
         await backend.prepare(retrying, UpstreamRequest("POST", "", {}, retrying.body, 5))
-        assert sleeps == []  # R-9: the core already waited for this request
+        assert sleeps == []  # the core already waited for this request
         other = new_call()
         await backend.prepare(other, UpstreamRequest("POST", "", {}, other.body, 5))
     assert len(sleeps) == 1 and sleeps[0] == pytest.approx(3.0, rel=0.2)

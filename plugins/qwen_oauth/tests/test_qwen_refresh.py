@@ -13,10 +13,10 @@ import httpx
 import pytest
 import respx
 
-from hookproxy import AuthenticationFailed, UpstreamUnreachable
+from hookproxy import AuthenticationFailed
 from hookproxy.testing import Canned, FakeUpstream
 from hookproxy_qwen_oauth import lockfile
-from hookproxy_qwen_oauth.oauth import CLIENT_ID, TokenManager
+from hookproxy_qwen_oauth.oauth import CLIENT_ID, TokenManager, TokenRefreshFailed
 from hookproxy_qwen_oauth.testing import TOKEN_PATH, QwenService, write_creds
 
 FAST = lockfile.LockRules(first_wait=0.01, max_wait=0.05)
@@ -103,7 +103,7 @@ async def test_unreachable_token_endpoint_names_the_key_and_leaves_the_file(
 ) -> None:
     write_creds(creds_path, expires_in=-5)
     before = creds_path.read_bytes()
-    with pytest.raises(UpstreamUnreachable) as caught:
+    with pytest.raises(TokenRefreshFailed) as caught:
         await manager("http://127.0.0.1:9/api/v1/oauth2/token").token()
     assert "extra.token_url" in caught.value.message and str(creds_path) in caught.value.message
     assert caught.value.status == 502
@@ -135,7 +135,7 @@ async def test_bad_token_replies_are_refresh_failures(creds_path: Path) -> None:
         for reply in (httpx.Response(200, text="not json"), httpx.Response(200, json={"access_token": ""}),
                       httpx.Response(200, json={"access_token": "x", "expires_in": "soon"})):
             route.mock(return_value=reply)
-            with pytest.raises(UpstreamUnreachable):
+            with pytest.raises(TokenRefreshFailed):
                 await tokens.token()
     assert json.loads(creds_path.read_text())["access_token"] == "at-0"
     request = route.calls.last.request

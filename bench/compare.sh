@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Compare hookproxy builds or settings in ONE interleaved run (same machine state, same floor).
+#
+#   bench/compare.sh before=86f52cf after=HEAD
+#   bench/compare.sh obs_off=HEAD:--no-metrics obs_on="HEAD:--access-log json"
+#
+# Each argument is NAME=REF[:FLAGS]: a snapshot of REF's core/ and plugins/ (git archive, first on
+# PYTHONPATH, as run.sh does) started with bench/config/config.yaml plus FLAGS. The direct floor
+# runs too. REPEATS (default 3), MAX_SECONDS, LOAD_ARGS, PROXY_CPUS, LOADGEN_CPUS pass through to
+# run_baseline.sh; tables land in results/<timestamp>/tables.md.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+[ $# -ge 1 ] || { echo "usage: bench/compare.sh NAME=REF[:FLAGS] ..." >&2; exit 2; }
+export REPEATS=${REPEATS:-3}
+export OUT=${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-compare}
+PY=${HOOKPROXY_PY:-$REPO/.venv/bin/python}
+CONFIG=${HOOKPROXY_CONFIG:-$HERE/config/config.yaml}
+SKIP_LITELLM=1 bash "$HERE/setup.sh"
+mkdir -p "$OUT"
+targets="direct"
+port=9400
+for spec in "$@"; do
+  name=${spec%%=*}; rest=${spec#*=}; ref=${rest%%:*}; flags=""
+  [[ "$rest" == *:* ]] && flags=${rest#*:}
+  [[ "$name" =~ ^[a-z][a-z0-9_]*$ ]] || { echo "bad target name $name (lower case, digits, _)" >&2; exit 2; }
+  snap=$OUT/src-$name
+  mkdir -p "$snap"
+  git -C "$REPO" archive "$(git -C "$REPO" rev-parse "$ref")" core plugins | tar -x -C "$snap"
+  pypath=$snap/core
+  for pkg in "$snap"/plugins/*/hookproxy_*/__init__.py; do
+    [ -e "$pkg" ] && pypath=$pypath:$(dirname "$(dirname "$pkg")")
+  done
+  T=${name^^}
+  export "${T}_URL=http://127.0.0.1:$port" "${T}_MODEL=fake" "${T}_KEY=sk-bench"
+  export "${T}_CMD=PYTHONPATH=$pypath exec $PY -m hookproxy --config $CONFIG --port $port $flags"
+  echo "$name: $ref ($(git -C "$REPO" rev-parse --short "$ref")) $flags" | tee -a "$OUT/compare.txt"
+  targets="$targets $name"
+  port=$((port + 1))
+done
+TARGETS=$targets bash "$HERE/run_baseline.sh"

@@ -1,0 +1,16 @@
+"""The entry-point wiring itself: ``hookproxy plugins`` lists this distribution and its hooks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_plugin_is_installed(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "hookproxy", "plugins", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("anthropic "))
+    assert "(hookproxy-anthropic " in line
+    assert "register_frontends" in line and "resolve_backend" in line
