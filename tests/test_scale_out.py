@@ -192,6 +192,13 @@ def workers_of(parent: int) -> set[int]:
     return found
 
 
+def served_requests(url: str) -> float:
+    """hookproxy_requests_total over every label, from one scrape of /metrics."""
+    page = httpx.get(url + "/metrics", headers={"authorization": f"Bearer {PROXY_KEY}"}, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith("hookproxy_requests_total{"))
+
+
 def test_two_workers_serve_drain_on_sigterm_and_a_killed_worker_is_replaced(fake_upstream, write_config):
     path = write_config({"auth": {"api_keys": [PROXY_KEY]}, "backends": {"up": upstream_block(fake_upstream)}})
     with run_cli_proxy("--config", str(path), "--workers", "2", "--shutdown-grace-period", "20",
@@ -201,6 +208,9 @@ def test_two_workers_serve_drain_on_sigterm_and_a_killed_worker_is_replaced(fake
         assert {reply.choices[0].message.content for reply in replies} == {"echo: hello"}
         eventually(lambda: len(workers_of(process.pid)) == 2, what="two workers")
         workers = workers_of(process.pid)
+        # /metrics sums every worker, whichever one answers the scrape.
+        scrapes = [served_requests(url) for _ in range(6)]
+        assert scrapes == [6] * 6, scrapes
 
         victim = min(workers)
         subprocess.run(["kill", "-KILL", str(victim)], check=True)

@@ -237,7 +237,7 @@ def serve(argv: Sequence[str]) -> None:
     import uvicorn
 
     from .app import create_app
-    from .workers import ARGV_ENV
+    from .workers import ARGV_ENV, share_metrics
 
     proxy, _values = _load(argv)
     settings = proxy.settings
@@ -263,6 +263,7 @@ def serve(argv: Sequence[str]) -> None:
     if settings.workers > 1:
         # Validated above, once; each worker loads plugins and builds its proxy itself.
         os.environ[ARGV_ENV] = json.dumps(list(argv))
+        share_metrics()
         app: Any = "hookproxy.workers:worker_app"
     else:
         app = create_app(proxy)
