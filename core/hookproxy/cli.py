@@ -72,6 +72,8 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=float if "hops" not in flag else int, help=help_text)
     group.add_argument("--shutdown-grace-period", type=float, metavar="SECONDS",
                        help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
+    group.add_argument("--learn-cooldowns", action=argparse.BooleanOptionalAction, default=None,
+                       help="honour a backend's Retry-After for every request until it passes (default on)")
     watch = parser.add_argument_group("observability")
     watch.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
                        help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")

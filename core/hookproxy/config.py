@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     stream_idle_timeout: float = Field(240.0, gt=0, description="end a stream after this many seconds of silence")
     stream_max_lifetime: float = Field(900.0, gt=0, description="end any stream after this many seconds")
     shutdown_grace_period: float = Field(30.0, ge=0, description="on SIGTERM, seconds in-flight streams may finish")
+    learn_cooldowns: bool = Field(True, description="after a 429/503/529 with `Retry-After`, call that backend for "
+                                  "no request (on any worker or host sharing `state`) until then")
     failover_routes: dict[str, FailoverRoute] = Field(
         default_factory=dict, description="named routes usable as a model: "
         "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
@@ -129,6 +131,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "stream_idle_timeout",
         "stream_max_lifetime",
         "shutdown_grace_period",
+        "learn_cooldowns",
     ),
     "observability": ("metrics", "access_log"),
 }

@@ -28,8 +28,9 @@ TABLE = "cooldown"
 class Cooldowns:
     """Backend id -> seconds it must not be called, in the shared state's table ``cooldown``."""
 
-    def __init__(self, state: SharedState) -> None:
+    def __init__(self, state: SharedState, *, enabled: bool = True) -> None:
         self._table = state.table(TABLE)
+        self.enabled = enabled  # failure_handling.learn_cooldowns
 
     def __bool__(self) -> bool:
         """Whether any backend may be cooling down (false: nothing to check)."""
@@ -48,7 +49,7 @@ class Cooldowns:
 
     async def learn(self, backend_id: str, error: UpstreamError) -> None:
         """Start (or extend) a cooldown from an upstream answer that carries ``Retry-After``."""
-        if error.status not in COOLDOWN_STATUSES or not error.retry_after:
+        if error.status not in COOLDOWN_STATUSES or not error.retry_after or not self.enabled:
             return
         seconds = min(error.retry_after, MAX_COOLDOWN)
         if seconds <= self.remaining(backend_id):

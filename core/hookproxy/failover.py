@@ -222,8 +222,11 @@ class Attempts:
         already retrying it) and the wait is short enough (``max_silent_wait``, the budget), or
         give up with 429 and ``Retry-After``."""
         reason = f"{backend.id} is cooling down for {seconds:.1f}s after {self.proxy.cooldowns.reason(backend.id)}"
-        self.last_error = UpstreamError(f"{reason}; try again later", status=429, retry_after=seconds,
-                                        backend=backend.id)
+        seen = self.last_error
+        if not (self.call is not None and isinstance(seen, UpstreamError) and seen.backend == backend.id):
+            # Not this request's own answer from this backend (which stays the error to surface).
+            self.last_error = UpstreamError(f"{reason}; try again later", status=429, retry_after=seconds,
+                                            backend=backend.id)
         shortest = self.shortest_retry_after
         self.shortest_retry_after = seconds if shortest is None else min(shortest, seconds)
         can_wait = seconds <= self.proxy.settings.max_silent_wait and seconds < self.remaining()

@@ -66,7 +66,7 @@ class Proxy:
         self.skipped: dict[str, str] = {}
         #: State shared with the other workers and hosts (in this process without ``state:``).
         self.state: SharedState = open_state(self.settings.state)
-        self.cooldowns = Cooldowns(self.state)
+        self.cooldowns = Cooldowns(self.state, enabled=self.settings.learn_cooldowns)
         self.round_robin = RoundRobin(self.state)
         self._resolve_backends(config.instances)
         self.observers = Observers(pm, self)

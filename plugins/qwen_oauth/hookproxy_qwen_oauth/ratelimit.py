@@ -92,7 +92,7 @@ def retry_wait(
 
 
 class Backoff:
-    """A connector-wide "do not send before" deadline (R-8), shared by every worker and host.
+    """A connector-wide "do not send before" deadline, shared by every worker and host.
 
     It lives in the proxy's shared state: reading it is a local lookup; recording it (an error
     path, from the synchronous ``on_rate_limit`` hook) applies at once here and is written to
