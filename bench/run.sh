@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command: benchmark hookproxy beside the direct floor, the naive FastAPI+httpx proxy and LiteLLM.
 #
-#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive litellm hookproxy"
+#   bench/run.sh                          # REPEATS=3, TARGETS="direct naive litellm hookproxy responses"
 #   REPEATS=1 SKIP_LITELLM=1 bench/run.sh # quick look, no LiteLLM (skips its ~750 MiB install)
 #   HOOKPROXY_REF=worktree bench/run.sh   # measure the working tree instead of a commit
 #   HOOKPROXY_DISABLE_PLUGINS=qwen-oauth,hybrid bench/run.sh   # core alone (plugins stay installed)
@@ -31,8 +31,8 @@ HOOKPROXY_REF=${HOOKPROXY_REF:-HEAD}
 HOOKPROXY_PY=${HOOKPROXY_PY:-$REPO/.venv/bin/python}
 CONFIG=${HOOKPROXY_CONFIG:-$HERE/config/config.yaml}
 if [ -z "${TARGETS:-}" ]; then
-  TARGETS="direct naive litellm hookproxy"
-  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive hookproxy"
+  TARGETS="direct naive litellm hookproxy responses"
+  [ "$SKIP_LITELLM" = 1 ] && TARGETS="direct naive hookproxy responses"
 fi
 export TARGETS
 export OUT=${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)}
@@ -99,6 +99,10 @@ if [[ " $TARGETS " == *" hookproxy_redis "* ]]; then
       > "$OUT/redis.log" 2>&1 &
   REDIS_PID=$!
 fi
+# Target `responses`: the same hookproxy, driven through POST /v1/responses (the Responses front
+# end): non-streaming c=1/64 and 64 paced streams, to compare its CPU per request with the chat path.
+export RESPONSES_URL=$HOOKPROXY_URL RESPONSES_MODEL=fake RESPONSES_KEY=sk-bench RESPONSES_CMD=$HOOKPROXY_CMD
+export RESPONSES_ARGS="--api responses --conc 1,64 --stream-spec 64:50:10"
 # Other work on the machine (test suites ...) is noise: log every process above 5% CPU every 5 s.
 setsid bash -c 'taskset -c "$1" top -b -d 5 -c -w 200 2>/dev/null \
     | awk '"'"'/^top -/ {t=$3} $1 ~ /^[0-9]+$/ && $9+0 > 5 {print t, $0; fflush()}'"'"' > "$2"' \

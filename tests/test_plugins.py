@@ -6,6 +6,7 @@ The third-party plugin here is a real distribution (a dist-info on PYTHONPATH) f
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -421,6 +422,43 @@ def test_hook_register_frontends(proxy_for, fake_upstream):
     unauthorized = httpx.post(running.url + "/v1/reverse", json={"model": "m1", "say": "x"})
     assert unauthorized.status_code == 401 and "invalid or missing proxy API key" in unauthorized.json()["failure"]
     assert httpx.get(running.url + "/v1/models", headers={"x-reverse": "1"}).status_code == 401
+
+
+class LookupReverse(Reverse):
+    """A front end whose parse looks something up first: it returns an awaitable."""
+
+    name = "lookup-reverse"
+    paths = ("/v1/reverse-later",)
+
+    def parse(self, request):
+        if request.body.get("say") == "unknown":
+            raise hookproxy.InvalidRequest("refused before any lookup")
+        parsed = super().parse(request)
+
+        async def looked_up():
+            await asyncio.sleep(0)
+            if parsed.body["messages"][0]["content"] == "missing":
+                raise hookproxy.InvalidRequest("no such thing")
+            return parsed
+
+        return looked_up()
+
+
+def test_a_front_end_parse_may_return_an_awaitable(proxy_for, fake_upstream):
+    class LookupPlugin:
+        @hookproxy.hookimpl
+        def register_frontends(self, register):
+            register(LookupReverse())
+
+    running = proxy_for(plugins=(("lookup", LookupPlugin()),))
+    with running.client(headers={"x-api-key": PROXY_KEY}) as client:
+        answer = client.post("/v1/reverse-later", json={"model": "m1", "say": "abc"})
+        assert answer.status_code == 200 and answer.json() == {"said": "cba :ohce"}
+        missing = client.post("/v1/reverse-later", json={"model": "m1", "say": "missing"})
+        assert missing.status_code == 400 and missing.json() == {"failure": "no such thing"}
+        refused = client.post("/v1/reverse-later", json={"model": "m1", "say": "unknown"})
+        assert refused.status_code == 400 and refused.json() == {"failure": "refused before any lookup"}
+    assert len(fake_upstream.requests_to()) == 1
 
 
 def test_two_front_ends_claiming_one_path_fail_at_startup(tmp_path):

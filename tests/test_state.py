@@ -90,6 +90,15 @@ async def test_a_lock_is_exclusive_and_expires(state: SharedState) -> None:
             assert taken_over
 
 
+async def test_put_values_are_fetched_until_they_expire(state: SharedState) -> None:
+    await state.put("resp_1", [{"role": "user", "content": "hi"}], ttl=30)
+    assert await state.fetch("resp_1") == [{"role": "user", "content": "hi"}]
+    assert await state.fetch("resp_2") is None
+    await state.put("short", 1, ttl=0.05)
+    await asyncio.sleep(0.2)
+    assert await state.fetch("short") is None
+
+
 async def test_published_messages_reach_this_process_too(state: SharedState) -> None:
     received: list[Any] = []
     state.subscribe("news", received.append)
@@ -132,8 +141,10 @@ async def test_a_late_process_and_a_lost_message_are_caught_up_by_reconcile(
     await eventually_async(lambda: late.table("cooldown").peek("dashscope") == "y", what="a later reconcile")
 
 
-async def test_counters_locks_and_messages_are_shared(make_state: Callable[..., Any]) -> None:
+async def test_counters_locks_messages_and_put_values_are_shared(make_state: Callable[..., Any]) -> None:
     one, two = await make_state(), await make_state()
+    await one.put("resp_1", {"items": [1, 2]}, ttl=30)
+    assert await two.fetch("resp_1") == {"items": [1, 2]}
     assert await one.table("f").incr("c", ttl=30) == 1
     assert await two.table("f").incr("c", ttl=30) == 2
     received: list[Any] = []

@@ -196,7 +196,8 @@ class FrontendMiddleware:
         if head.loop_guard:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
         body = await read_json(receive, head, settings.max_body_bytes)
-        client = frontend.parse(HTTPRequest(head.scope, body))
+        parsed = frontend.parse(HTTPRequest(head.scope, body))
+        client = parsed if isinstance(parsed, ClientRequest) else await parsed
         client.request_id = trace.request_id
         trace.stream = client.stream
         attempts = Attempts.start(proxy, parse_chain(settings.force_model or client.model), client.body,

@@ -157,9 +157,11 @@ class Frontend:
         """Extra routes (token counting, a protocol-shaped model list, warm-up probes)."""
         return ()
 
-    def parse(self, request: HTTPRequest) -> ClientRequest:
+    def parse(self, request: HTTPRequest) -> ClientRequest | Awaitable[ClientRequest]:
         """Turn the client's request into the canonical call; raise ``InvalidRequest`` (400) on
-        input the protocol does not allow, naming the field."""
+        input the protocol does not allow, naming the field. A front end that must look
+        something up first (a stored conversation) may return an awaitable instead; the plain
+        return keeps the hot path free of a coroutine."""
         raise NotImplementedError(f"{type(self).__name__} must implement parse()")
 
     def render_body(self, body: bytes, client: ClientRequest) -> bytes:

@@ -13,7 +13,8 @@ How it keeps Redis off the hot path (see :mod:`hookproxy.state` for the API):
   background task reconnects by itself (0.5 s, doubling to 5 s). Requests keep flowing.
 
 Keys: ``hookproxy:m:<table>:<key>`` (mirrored values, JSON), ``hookproxy:n:<table>:<key>``
-(counters), ``hookproxy:lock:<name>``; channels ``hookproxy:mirror`` and ``hookproxy:ch:<name>``.
+(counters), ``hookproxy:v:<key>`` (values kept in Redis only), ``hookproxy:lock:<name>``;
+channels ``hookproxy:mirror`` and ``hookproxy:ch:<name>``.
 """
 
 from __future__ import annotations
@@ -285,6 +286,26 @@ class RedisState(SharedState):
                 await self._require().eval(_UNLOCK, 1, f"{PREFIX}:lock:{name}", token)
             except DOWN as error:
                 self._down(error)
+
+    async def _put(self, key: str, value: JSON, ttl: float) -> None:
+        if self.up:
+            try:
+                await self._require().set(f"{PREFIX}:v:{key}", orjson.dumps(value), px=max(1, int(ttl * 1000)))
+                return
+            except DOWN as error:
+                self._down(error)
+        self._local.put(key, value, ttl)  # this process can still read it back
+
+    async def _fetch(self, key: str) -> JSON | None:
+        if self.up:
+            try:
+                raw = await self._require().get(f"{PREFIX}:v:{key}")
+            except DOWN as error:
+                self._down(error)
+            else:
+                if raw is not None:
+                    return orjson.loads(raw)
+        return self._local.fetch(key)
 
     async def publish(self, channel: str, message: JSON) -> None:
         self._deliver(channel, message)

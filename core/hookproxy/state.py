@@ -11,6 +11,10 @@ periodic reconcile). Writes (:meth:`Table.set`, :meth:`Table.delete`, :meth:`Tab
 authoritative reads (:meth:`Table.get`) do reach Redis; callers use them on error, refresh and
 auth-failure paths only. Every entry has an expiry, so a lost message heals by itself.
 
+For data too big or too many to copy into every process (stored conversations), :meth:`SharedState.put`
+and :meth:`SharedState.fetch` keep values in the shared store only: each read is a round-trip
+when shared, so they serve features that need them on their own path, never the plain request.
+
 Also: :meth:`SharedState.lock` (a lock with an expiry, for single-flight work across hosts),
 :meth:`SharedState.publish` / :meth:`SharedState.subscribe` (JSON messages to every process,
 including this one), and :meth:`SharedState.run_soon` for sync hooks that must write.
@@ -183,6 +187,14 @@ class SharedState:
             table = self._tables[name] = Table(name, self)
         return table
 
+    async def put(self, key: str, value: JSON, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds in the shared store only (not mirrored)."""
+        await self._put(key, value, ttl)
+
+    async def fetch(self, key: str) -> JSON | None:
+        """A value :meth:`put` by any process, or ``None`` when absent or expired."""
+        return await self._fetch(key)
+
     def subscribe(self, channel: str, callback: Subscriber) -> None:
         """Call ``callback(message)`` for every message published on ``channel``, by any process."""
         self._subscribers.setdefault(channel, []).append(callback)
@@ -259,6 +271,12 @@ class SharedState:
     async def _try_lock(self, name: str, token: str, ttl: float) -> bool:
         raise NotImplementedError
 
+    async def _put(self, key: str, value: JSON, ttl: float) -> None:
+        raise NotImplementedError
+
+    async def _fetch(self, key: str) -> JSON | None:
+        raise NotImplementedError
+
     async def _unlock(self, name: str, token: str) -> None:
         raise NotImplementedError
 
@@ -269,6 +287,20 @@ class LocalStore:
     def __init__(self) -> None:
         self.counters: dict[tuple[str, str], tuple[int, float]] = {}
         self.locks: dict[str, tuple[str, float]] = {}
+        self.values: dict[str, tuple[JSON, float]] = {}
+
+    def put(self, key: str, value: JSON, ttl: float) -> None:
+        now = time.monotonic()
+        if len(self.values) >= SWEEP_AT:
+            self.values = {k: v for k, v in self.values.items() if v[1] > now}
+        self.values[key] = (value, now + ttl)
+
+    def fetch(self, key: str) -> JSON | None:
+        entry = self.values.get(key)
+        if entry is None or entry[1] <= time.monotonic():
+            self.values.pop(key, None)
+            return None
+        return entry[0]
 
     def count(self, table: str, key: str, ttl: float) -> int:
         now = time.monotonic()
@@ -319,6 +351,12 @@ class InProcessState(SharedState):
 
     async def _unlock(self, name: str, token: str) -> None:
         self._local.unlock(name, token)
+
+    async def _put(self, key: str, value: JSON, ttl: float) -> None:
+        self._local.put(key, value, ttl)
+
+    async def _fetch(self, key: str) -> JSON | None:
+        return self._local.fetch(key)
 
 
 # --- configuration ------------------------------------------------------------------------------

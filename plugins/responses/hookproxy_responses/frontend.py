@@ -1,0 +1,122 @@
+"""The ``POST /v1/responses`` front end: parse, render, and fail in the Responses shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import orjson
+
+from hookproxy import ClientRequest, Frontend, HTTPRequest, InvalidRequest, ProxyError, UpstreamUnreachable
+
+from .events import StreamTranslator, failed
+from .request import input_items, to_chat, validate
+from .response import INCOMPLETE, STATE, ResponseState, echo_fields, output_from_message, usage_from_chat
+from .settings import ResponsesSettings
+from .store import ResponseStore
+from .tools import ToolMap
+
+log = logging.getLogger("hookproxy.responses")
+
+PROTOCOL = "openai-responses"
+STORE_OFF = ("'previous_response_id' needs the response store, which is off (hookproxy is stateless by default): "
+             "start hookproxy with --responses-store (or HOOKPROXY_RESPONSES_STORE=true, or "
+             "'backends: {responses_store: true}' in config.yaml), or send the whole conversation in 'input'")
+
+
+class ResponsesFrontend(Frontend):
+    """The OpenAI Responses API over any backend hookproxy routes to."""
+
+    name = "responses"
+    protocol = PROTOCOL
+    paths = ("/v1/responses", "/responses")
+
+    def __init__(self, settings: ResponsesSettings, store: ResponseStore | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        #: Saves started from synchronous code, referenced until they finish.
+        self._saving: set[asyncio.Future[None]] = set()
+
+    # --- the request -------------------------------------------------------------------------
+
+    def parse(self, request: HTTPRequest) -> ClientRequest | Awaitable[ClientRequest]:
+        body = request.body
+        assert body is not None
+        model, stream = validate(body)
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return self._client(body, model, stream, [])
+        if not isinstance(previous, str) or not previous:
+            raise InvalidRequest("'previous_response_id' must be a non-empty string", param="previous_response_id")
+        if self.store is None:
+            raise InvalidRequest(STORE_OFF, param="previous_response_id", code="response_store_disabled")
+        return self._continue(self.store, body, model, stream, previous)
+
+    async def _continue(self, store: ResponseStore, body: dict[str, Any], model: str, stream: bool,
+                        previous: str) -> ClientRequest:
+        history = await store.load(previous)
+        if history is None:
+            raise InvalidRequest(f"Previous response with id {previous!r} not found (it was never stored, was stored "
+                                 "with 'store': false, or is older than responses_store_max_age)",
+                                 param="previous_response_id", code="previous_response_not_found")
+        return self._client(body, model, stream, history)
+
+    def _client(self, body: dict[str, Any], model: str, stream: bool,
+                history: list[dict[str, Any]]) -> ClientRequest:
+        items = [*history, *input_items(body)]
+        names = ToolMap()
+        chat = to_chat(body, items, names, model=model, stream=stream,
+                       replay_reasoning=self.settings.responses_replay_reasoning)
+        keep = self.store is not None and body.get("store") is not False
+        state = ResponseState(model, names, echo_fields(body), history=items if keep else None)
+        # usage_requested: a Responses stream always ends with usage, so the backend's usage chunk
+        # must reach render_stream (the openai-compatible connector asks for it on every stream).
+        return ClientRequest(self.name, PROTOCOL, model, stream, chat, native=body, usage_requested=stream,
+                             state={STATE: state})
+
+    # --- the answer --------------------------------------------------------------------------
+
+    def render_body(self, body: bytes, client: ClientRequest) -> bytes:
+        state: ResponseState = client.state[STATE]
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamUnreachable("the backend answered with a body that is not JSON") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise UpstreamUnreachable("the backend answered without any choice")
+        message = choices[0].get("message")
+        output = output_from_message(state, message if isinstance(message, dict) else {})
+        incomplete = INCOMPLETE.get(choices[0].get("finish_reason") or "")
+        response = state.response("incomplete" if incomplete else "completed", output,
+                                  usage_from_chat(data.get("usage")), incomplete=incomplete)
+        self._save_soon(state, output)
+        return orjson.dumps(response)
+
+    async def render_stream(self, chunks: AsyncIterator[bytes], client: ClientRequest) -> AsyncIterator[bytes]:
+        state: ResponseState = client.state[STATE]
+        translator = StreamTranslator(state)
+        async for piece in translator.translate(chunks, self._save if state.history is not None else None):
+            yield piece
+
+    def error_event(self, error: ProxyError, client: ClientRequest | None) -> bytes:
+        state = client.state.get(STATE) if client is not None else None
+        if not isinstance(state, ResponseState):
+            state = ResponseState(client.model if client else "", ToolMap(), {})
+        return failed(state, error)
+
+    # --- the store ---------------------------------------------------------------------------
+
+    async def _save(self, state: ResponseState, output: list[dict[str, Any]]) -> None:
+        if self.store is not None and state.history is not None:
+            await self.store.save(state.id, [*state.history, *output])
+
+    def _save_soon(self, state: ResponseState, output: list[dict[str, Any]]) -> None:
+        """Save from synchronous code; the save runs before the loop reads the client's next request."""
+        if self.store is None or state.history is None:
+            return
+        task = asyncio.ensure_future(self._save(state, output))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
