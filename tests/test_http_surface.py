@@ -128,7 +128,7 @@ def test_models_lists_every_usable_backend_with_routable_ids(proxy_for, fake_ups
 
 def test_health_reports_each_backend_and_never_a_secret(proxy_for):
     running = proxy_for(instances={"openai-compatible.nokey": {"api_url": "http://127.0.0.1:9/v1", "api_key": ""}})
-    response = httpx.get(running.url + "/health")
+    response = httpx.get(running.url + "/health", headers={"authorization": f"Bearer {PROXY_KEY}"})
     assert response.status_code == 200
     body = response.json()
     assert body["backends"]["up"]["usable"] is True

@@ -39,7 +39,8 @@ def ask(url: str, model: str, key: str = PROXY_KEY) -> httpx.Response:
 
 
 def health(url: str) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(url + "/health", timeout=5).json()
+    result: dict[str, Any] = httpx.get(url + "/health", headers={"authorization": f"Bearer {PROXY_KEY}"},
+                                       timeout=5).json()
     return result
 
 
@@ -124,8 +125,8 @@ def test_the_bad_key_throttle_is_counted_across_both_proxies(two_backends, redis
         blocked = ask(two, "a:m1", key="wrong")
         assert blocked.status_code == 429 and blocked.headers["retry-after"] == "30"
         assert ask(one, "a:m1", key="wrong").status_code == 429
-        # A good key from the blocked address is refused too once the block reached the local copy.
-        eventually(lambda: ask(one, "a:m1").status_code == 429, what="the block reaching the first proxy")
+        # Only failures are throttled: a valid key from the blocked address still gets in.
+        assert ask(one, "a:m1").status_code == 200 and ask(two, "a:m1").status_code == 200
 
 
 def test_round_robin_alternates_across_processes(two_backends, redis_server):

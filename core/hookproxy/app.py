@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .bruteforce import BruteForceGuard
+from .bruteforce import BruteForceGuard, SharedBruteForceGuard
 from .endpoint import FrontendMiddleware, RequestHead
 from .errors import AuthenticationFailed, ProxyError
 from .plugins import list_plugins
@@ -53,12 +53,13 @@ class Authenticator:
     """Checks the proxy key in constant time: ``Authorization: Bearer <key>``, ``x-api-key``,
     ``x-goog-api-key`` or the ``api_key`` query parameter.
 
-    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`; its
-    tables are empty until a bad key arrives, so good traffic pays one truth test and never
-    waits on shared state; only a bad key's path awaits (counting it, maybe across hosts).
+    Repeated bad keys from one address are throttled by a :class:`BruteForceGuard`. Only
+    failures are throttled: a valid key always gets in, even from a blocked address (anyone
+    behind the same NAT, or any local process, could otherwise lock every user out), and it
+    does not clear the address's failures (else one busy user would let a neighbour guess on).
     """
 
-    def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
+    def __init__(self, keys: list[str], guard: BruteForceGuard | SharedBruteForceGuard | None = None) -> None:
         self._keys = [key.encode() for key in keys]
         self._ids = [key_id(key) for key in keys]
         self.guard = guard if guard is not None else BruteForceGuard()
@@ -68,18 +69,11 @@ class Authenticator:
         return bool(self._keys)
 
     def check(self, head: RequestHead) -> Awaitable[None] | None:
-        """``None`` for a good key (no I/O); for a bad one, an awaitable that counts it and raises."""
+        """``None`` for a good key (no I/O); a bad one raises, or (shared throttle) returns an
+        awaitable that counts it across workers and hosts and then raises."""
         if not self._keys:
             return None
-        guard = self.guard
-        if guard.active:
-            guard.check(head.client)
-        supplied = head.api_key
-        authorization = head.authorization
-        if supplied is None and authorization and authorization.startswith("Bearer "):
-            supplied = authorization[7:].strip()
-        if supplied is None and head.query_string:
-            supplied = query_api_key(head.query_string)
+        supplied = supplied_key(head)
         if supplied is not None:
             candidate = supplied.encode()
             matched = -1
@@ -88,17 +82,36 @@ class Authenticator:
                     matched = index
             if matched >= 0:
                 head.key_id = self._ids[matched]
-                if guard.active:
-                    guard.success(head.client)
                 return None
-        return self._reject(head.client)
+        guard = self.guard
+        guard.check(head.client)
+        if isinstance(guard, SharedBruteForceGuard):
+            return self._reject_shared(guard, head.client)
+        guard.failure(head.client)
+        raise _bad_key()
 
-    async def _reject(self, client: str) -> None:
-        await self.guard.failure(client)
-        raise AuthenticationFailed(
-            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
-            "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
-        )
+    async def _reject_shared(self, guard: SharedBruteForceGuard, client: str) -> None:
+        await guard.failure(client)
+        raise _bad_key()
+
+
+def _bad_key() -> AuthenticationFailed:
+    return AuthenticationFailed(
+        "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
+        "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
+    )
+
+
+def supplied_key(head: RequestHead) -> str | None:
+    """The proxy key a request carries (``x-api-key``, ``Authorization: Bearer``, ``?api_key=``)."""
+    if head.api_key is not None:
+        return head.api_key
+    authorization = head.authorization
+    if authorization and authorization.startswith("Bearer "):
+        return authorization[7:].strip()
+    if head.query_string:
+        return query_api_key(head.query_string)
+    return None
 
 
 def key_id(key: str) -> str:
@@ -110,7 +123,11 @@ def key_id(key: str) -> str:
 
 
 async def _check(auth: Authenticator, request: Request) -> None:
-    rejected = auth.check(RequestHead(request.scope))
+    await _awaited(auth.check(RequestHead(request.scope)))
+
+
+async def _awaited(rejected: Awaitable[None] | None) -> None:
+    """Await a bad key's shared counting (see ``Authenticator.check``); nothing for a good key."""
     if rejected is not None:
         await rejected
 
@@ -127,9 +144,13 @@ def create_app(proxy: Proxy) -> FastAPI:
             await proxy.aclose()
 
     app = FastAPI(title="hookproxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # No redirect built from request headers: ``GET /health/`` is a 404, not a 307 to the Host header.
+    app.router.redirect_slashes = False
     app.state.proxy = proxy
-    auth = Authenticator(proxy.settings.api_keys if not proxy.settings.disable_auth else [],
-                         BruteForceGuard(state=proxy.state))
+    settings = proxy.settings
+    guard = SharedBruteForceGuard(proxy.state) if proxy.state.shared else \
+        BruteForceGuard(max_clients=settings.max_throttled_clients)
+    auth = Authenticator(settings.api_keys if not settings.disable_auth else [], guard)
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(_request: Request, exc: ProxyError) -> Response:
@@ -155,7 +176,13 @@ def create_app(proxy: Proxy) -> FastAPI:
         raise ProxyError(f"model {model_id!r} is not listed by any usable backend; GET /v1/models lists them",
                          status=404, type="invalid_request_error", param="model", code="model_not_found")
 
-    async def health(_request: Request) -> Response:
+    async def health(request: Request) -> Response:
+        """Up or not for anyone (load balancers, ``run_cli_proxy``); backend details (credential
+        files, gates, token expiry) only with a valid key, or with auth off (loopback only)."""
+        head = RequestHead(request.scope)
+        if auth.enabled and supplied_key(head) is None:
+            return _json({"status": "ok"})
+        await _awaited(auth.check(head))
         shared = {"shared_state": {"url": proxy.state.where, "connected": proxy.state.up}} if proxy.state.shared else {}
         return _json({"status": "ok", **shared, "backends": _backend_states(proxy)})
 

@@ -89,8 +89,9 @@ class ChatCall:
     attempt: int = 1
     request_id: str = ""
     client: ClientRequest | None = None
-    #: Free space for plugins to keep per-call state between hooks (keyed by plugin name).
-    state: dict[str, Any] = field(default_factory=dict)
+    #: Free space for plugins to keep per-call state between hooks (keyed by plugin name). It may
+    #: hold credentials (an OAuth token), so it is never in a repr: hook tracing prints reprs.
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass

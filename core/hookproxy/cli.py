@@ -10,7 +10,6 @@ import argparse
 import ipaddress
 import json
 import logging
-import math
 import os
 import socket
 import sys
@@ -74,11 +73,31 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
                        help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
     group.add_argument("--learn-cooldowns", action=argparse.BooleanOptionalAction, default=None,
                        help="honour a backend's Retry-After for every request until it passes (default on)")
+    add("--max-response-bytes", type=int, metavar="N",
+        help="largest non-streamed upstream answer (default 64 MiB; 502 above)")
+    _server_flags(parser.add_argument_group("server limits"))
     watch = parser.add_argument_group("observability")
     watch.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
                        help="serve Prometheus metrics at GET /metrics (default on; needs the proxy key)")
     watch.add_argument("--access-log", choices=("off", "text", "json"),
                        help="one log line per request on hookproxy.access (default off)")
+
+
+def _server_flags(group: argparse._ArgumentGroup) -> None:
+    """The HTTP server's limits against hostile or broken clients (``server.py``)."""
+    add = group.add_argument
+    add("--max-connections", type=int, metavar="N",
+        help="most open client connections; idle ones are closed first, then 503 (default 1000)")
+    add("--max-header-bytes", type=int, metavar="N", help="largest request head (default 64 KiB; 431 above)")
+    add("--max-header-count", type=int, metavar="N", help="most request headers (default 100; 431 above)")
+    add("--header-timeout", type=float, metavar="SECONDS", help="time to send the request head (default 15; 408)")
+    add("--body-timeout", type=float, metavar="SECONDS", help="time to send the request body (default 120; 408)")
+    add("--keep-alive-timeout", type=float, metavar="SECONDS",
+        help="close an idle keep-alive connection after this long (default 15)")
+    add("--trusted-proxy", dest="trusted_proxies", action="append", metavar="ADDRESS",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable; address or network; default none)")
+    add("--max-throttled-clients", type=int, metavar="N",
+        help="addresses the bad-key throttle remembers (default 10000)")
 
 
 def _static_route(value: str) -> str:
@@ -236,10 +255,9 @@ def setup_logging(level: str, log_file: str | None) -> None:
 
 
 def serve(argv: Sequence[str]) -> None:
-    import uvicorn
-
     from .app import create_app
-    from .workers import ARGV_ENV, share_metrics
+    from .server import serve as serve_app
+    from .workers import ARGV_ENV, share_metrics, supervise
 
     proxy, _values = _load(argv)
     settings = proxy.settings
@@ -266,30 +284,9 @@ def serve(argv: Sequence[str]) -> None:
         # Validated above, once; each worker loads plugins and builds its proxy itself.
         os.environ[ARGV_ENV] = json.dumps(list(argv))
         share_metrics()
-        app: Any = "hookproxy.workers:worker_app"
+        supervise(proxy, sock)
     else:
-        app = create_app(proxy)
-    config = uvicorn.Config(
-        app,
-        factory=settings.workers > 1,
-        workers=settings.workers,
-        host=settings.host,
-        port=port,
-        loop="auto",
-        http="auto",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        # SIGTERM: stop accepting, let in-flight requests and streams finish within the grace
-        # period, then the lifespan closes the upstream connections (Proxy.aclose).
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period),
-    )
-    if settings.workers > 1:
-        # uvicorn's supervisor: shares the socket, forwards SIGTERM, replaces a worker that dies.
-        from uvicorn.supervisors import Multiprocess
-
-        Multiprocess(config, sockets=[sock]).run()
-    else:
-        uvicorn.Server(config).run(sockets=[sock])
+        serve_app(create_app(proxy), proxy, sock)
 
 
 def plugins_command(argv: Sequence[str]) -> None:

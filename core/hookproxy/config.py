@@ -9,6 +9,7 @@ config file and are named ``<connector>.<name>.yaml``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -88,6 +89,21 @@ class Settings(BaseSettings):
     failover_routes: dict[str, FailoverRoute] = Field(
         default_factory=dict, description="named routes usable as a model: "
         "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
+    # upstream answers
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description=(
+        "largest non-streamed upstream answer; larger is a 502 that fails over"))
+    # the HTTP server's own limits (hostile or broken clients); YAML block ``server:``
+    max_connections: int = Field(1000, gt=0, description=(
+        "most open client connections; at the cap the one idle the longest is closed, with none idle 503"))
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="largest request line and headers; larger gets 431")
+    max_header_count: int = Field(100, gt=0, description="most request headers; more gets 431")
+    header_timeout: float = Field(15.0, gt=0, description=(
+        "seconds to send the request head (408); a socket that sends nothing is closed"))
+    body_timeout: float = Field(120.0, gt=0, description="seconds to send the whole request body (408)")
+    keep_alive_timeout: float = Field(15.0, gt=0, description="seconds before an idle keep-alive connection is closed")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, description=(
+        "addresses or networks (`10.0.0.0/8`) whose `X-Forwarded-For` is believed; none: the TCP peer counts"))
+    max_throttled_clients: int = Field(10_000, gt=0, description="addresses the bad-key throttle remembers")
     # observability; YAML block ``observability:``
     metrics: bool = Field(True, description="serve `GET /metrics` (Prometheus text; needs the proxy key)")
     access_log: Literal["off", "text", "json"] = Field(
@@ -101,8 +117,19 @@ class Settings(BaseSettings):
     state: str | None = Field(None, description="`redis://[:password@]host:port/db` (or `rediss://`): share "
                               "cooldowns, throttles, round-robin and token refreshes between workers and hosts")
 
-    _split_api_keys = field_validator("api_keys", mode="before")(_split_keys)
+    _split_api_keys = field_validator("api_keys", "trusted_proxies", mode="before")(_split_keys)
     _upper_log_level = field_validator("log_level", mode="before")(_upper)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        """Each trusted proxy is an address or a network (``10.0.0.0/8``); uvicorn reads them."""
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
 
     @field_validator("model_defaults")
     @classmethod
@@ -121,7 +148,9 @@ class Settings(BaseSettings):
 
 #: YAML sections whose keys are flattened onto Settings fields (``auth.api_keys`` -> api_keys).
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "auth": ("api_keys", "disable_auth"),
+    "auth": ("api_keys", "disable_auth", "max_throttled_clients"),
+    "server": ("max_connections", "max_header_bytes", "max_header_count", "header_timeout", "body_timeout",
+               "keep_alive_timeout", "trusted_proxies"),
     "failure_handling": (
         "max_silent_wait",
         "total_timeout_budget",
@@ -138,8 +167,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 #: Other spellings of root keys, accepted as the key they name (``proxy_timeout: 60`` is ``timeout: 60``).
 YAML_ALIASES = {"proxy_timeout": "timeout"}
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "log_level", "log_file",
-             "max_body_bytes", "backends", "failover_routes", "model_defaults", "workers", "state", *SECTIONS,
-             *YAML_ALIASES}
+             "max_body_bytes", "max_response_bytes", "backends", "failover_routes", "model_defaults", "workers",
+             "state", *SECTIONS, *YAML_ALIASES}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 #: Settings fields given as JSON in the environment (``HOOKPROXY_FAILOVER_ROUTES='{...}'``).
 JSON_ENV_FIELDS = ("failover_routes", "model_defaults")

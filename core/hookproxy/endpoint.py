@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -67,10 +69,35 @@ async def error_response(
         status, body = frontend.error_status(error), orjson.dumps(frontend.error_body(error))
     headers = [JSON_HEADER, (b"content-length", str(len(body)).encode())]
     if request_id is not None:
-        headers.append((_REQUEST_ID, request_id.encode()))
-    headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in error.headers.items())
+        headers.append((_REQUEST_ID, header_value(request_id)))
+    headers.extend((k.lower().encode(), header_value(v)) for k, v in error.headers.items())
     await send_json(send, status, body, headers)
     return status
+
+
+#: Printable ASCII but ``%``: kept as is in a header value; everything else is percent-encoded.
+_HEADER_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
+#: Control characters (C0, DEL, C1): never part of a model or backend name.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: The deepest JSON the proxy can re-encode (orjson's limit); a deeper body is refused with a 400.
+MAX_JSON_DEPTH = 254
+
+
+def header_value(value: str) -> bytes:
+    """``value`` as a response header value that is valid for any text: names in headers come
+    from clients and configuration, and may hold any character (UTF-8 is percent-encoded)."""
+    if value.isascii() and value.isprintable():
+        return value.encode()
+    return quote(value, safe=_HEADER_SAFE).encode()
+
+
+def check_model(model: str) -> None:
+    """Refuse a selector with control characters (CR, LF, NUL, ...) before any upstream I/O."""
+    match = _CONTROL.search(model)
+    if match is not None:
+        raise InvalidRequest(f"'model' contains the control character {match.group()!r} at position "
+                             f"{match.start()}; model and backend names are plain text", param="model",
+                             code="invalid_model")
 
 
 def internal_error() -> ProxyError:
@@ -198,6 +225,7 @@ class FrontendMiddleware:
         body = await read_json(receive, head, settings.max_body_bytes)
         parsed = frontend.parse(HTTPRequest(head.scope, body))
         client = parsed if isinstance(parsed, ClientRequest) else await parsed
+        check_model(client.model)
         client.request_id = trace.request_id
         trace.stream = client.stream
         attempts = Attempts.start(proxy, parse_chain(settings.force_model or client.model), client.body,
@@ -240,9 +268,9 @@ class FrontendMiddleware:
             body = answer.raw
         else:
             body = b"" if answer.data is None else orjson.dumps(answer.data)
-        headers = [(b"content-type", answer.content_type.encode("latin-1")),
+        headers = [(b"content-type", header_value(answer.content_type)),
                    (b"content-length", str(len(body)).encode())]
-        headers.extend((k.lower().encode(), v.encode("latin-1", "replace")) for k, v in answer.headers.items())
+        headers.extend((k.lower().encode(), header_value(v)) for k, v in answer.headers.items())
         await send_json(send, answer.status, b"" if scope["method"] == "HEAD" else body, headers)
         return True
 
@@ -296,6 +324,12 @@ async def read_json(receive: Receive, head: RequestHead, max_body: int) -> dict[
         raise InvalidRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # cheap: only bodies that could be that deep
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise InvalidRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels",
+                                 code="invalid_json") from None
     return body
 
 
@@ -324,8 +358,13 @@ async def respond(
             await _fail(send, error, frontend, trace)
             return
         response = StreamingResponse(relay(frontend, client, reply, head, trace), status_code=reply.status,
-                                     media_type=EVENT_STREAM, headers=reply_headers(reply, trace))
-        await response(scope, receive, send)
+                                     media_type=EVENT_STREAM)
+        response.raw_headers.extend((name.encode(), header_value(value))
+                                    for name, value in reply_headers(reply, trace).items())
+        try:
+            await response(scope, receive, send)
+        finally:
+            await reply.aclose()  # whatever happened after the upstream answered, release it
         return
     body = reply.body or b""
     if proxy.observers.request:
@@ -338,9 +377,8 @@ async def respond(
             await _fail(send, error, frontend, trace)
             return
         content_type = "application/json"
-    raw_headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
-    raw_headers.extend((name.encode(), value.encode("latin-1", "replace"))
-                       for name, value in reply_headers(reply, trace).items())
+    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", str(len(body)).encode())]
+    raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
     trace.first_byte = trace.elapsed()
     await send_json(send, reply.status, body, raw_headers)
     trace.end(reply.status)

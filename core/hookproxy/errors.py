@@ -14,7 +14,8 @@ The tree::
     └── UpstreamError               the upstream's own status and message
         ├── UpstreamUnreachable     502 (connection refused, reset before a reply)
         ├── UpstreamTimeout         504
-        └── BackendNotUsable        503, refused locally: the backend's health says what to set
+        ├── BackendNotUsable        503, refused locally: the backend's health says what to set
+        └── ShuttingDown            503 (the proxy is stopping; a stream cut at the grace period)
 
 Plugins raise these; ``app.py`` converts them exactly once (``error_response``), and a stream
 that already sent bytes ends with one ``data: {"error": ...}`` event built by ``error_event``.
@@ -184,3 +185,14 @@ class BackendNotUsable(UpstreamError):
 def error_event(error: ProxyError) -> bytes:
     """The single SSE event that ends a stream which already sent bytes to the client."""
     return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+class ShuttingDown(UpstreamError):
+    """The proxy is stopping: a stream still running when the shutdown grace period ended."""
+
+    code = "shutting_down"
+    type = "server_error"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("status", 503)
+        super().__init__(message, **kwargs)

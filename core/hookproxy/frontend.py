@@ -56,10 +56,10 @@ class ClientRequest:
     stream: bool
     body: dict[str, Any]
     native: dict[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     usage_requested: bool = False
     request_id: str = ""
-    state: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict, repr=False)  # a front end's own; may hold secrets
 
 
 class HTTPRequest:

@@ -9,6 +9,7 @@ with other workers and hosts (``state``, see :mod:`hookproxy.state`).
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
@@ -21,17 +22,19 @@ from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, Ups
 from .config import LoadedConfig, Settings
 from .cooldown import Cooldowns
 from .dispatch import expand_candidates
-from .errors import ConfigError, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .encoding import Decoder, decoder_for
+from .errors import ConfigError, ShuttingDown, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .frontend import Frontend
 from .observe import REQUEST_ID_HEADER, Observers
 from .plugins import await_all
+from .redaction import Redactor, credential_values
 from .roundrobin import RoundRobin
 from .routing import Route, parse_chain
 from .sse import UpstreamStream
 from .state import SharedState, open_state
 from .streamcheck import Judge, openai_started
-from .streamguard import StreamGuard
+from .streamguard import SHUTDOWN_REASON, StreamGuard
 from .transport import AiohttpTransport, UpstreamResponse, open_upstream
 
 log = logging.getLogger("hookproxy")
@@ -72,6 +75,9 @@ class Proxy:
         self.observers = Observers(pm, self)
         self.frontends: list[Frontend] = []
         self._judges: dict[str, Judge] = {}
+        #: The guards of upstream streams still running (ended at shutdown, see ``end_streams``).
+        self._guards: weakref.WeakSet[StreamGuard] = weakref.WeakSet()
+        self.stopping = False
         self.pm.hook.register_frontends(register=self._register_frontend, proxy=self)
 
     # --- settings and backends --------------------------------------------------------------
@@ -205,20 +211,38 @@ class Proxy:
         return [(self.lookup(route.backend or ""), route) for route in expand_candidates(self, parse_chain(model))]
 
     async def send_upstream(self, backend: HTTPBackend, call: ChatCall) -> Reply:
-        """One HTTP attempt, built and read through the steps of ``backend`` (see ``HTTPBackend``)."""
+        """One HTTP attempt, built and read through the steps of ``backend`` (see ``HTTPBackend``).
+
+        What comes back is checked before it counts as a success: an error status becomes an
+        ``UpstreamError`` with every credential redacted; a gzip or deflate body is decoded (any
+        other encoding is a 502); a non-streamed body must be a JSON object no larger than
+        ``max_response_bytes`` (else a 502 that fails over), whatever ``reply_protocol`` it is in.
+        """
+        if self.stopping:
+            raise ShuttingDown("hookproxy is shutting down; retry on another instance")
         request = self._build_request(backend, call)
         await await_all(self.pm.hook.prepare_request(backend=backend, call=call, request=request))
         response = await self._send(backend, request)
-        content_type = response.headers.get("content-type", "application/json")
+        try:
+            decoder = decoder_for(backend.id, response.headers)
+        except UpstreamError:
+            await response.aclose()
+            raise
         if response.status >= 400:
-            raise await _upstream_error(backend, response)
+            error = await _upstream_error(backend, response, decoder)
+            raise self._redactor(backend, request).error(error)
         protocol = backend.reply_protocol(call)
+        content_type = response.headers.get("content-type", "")
         if call.stream and content_type.startswith("text/event-stream"):
             settings = self.settings
-            raw = _iterate(backend, response, StreamGuard(settings.stream_idle_timeout,
-                                                           settings.stream_max_lifetime, response.aclose))
-            chunks = backend.transform_stream(call, UpstreamStream(raw)) or raw
-            transformed = self.pm.hook.stream_response(backend=backend, call=call, stream=UpstreamStream(chunks))
+            guard = StreamGuard(settings.stream_idle_timeout, settings.stream_max_lifetime, response.aclose)
+            self._guards.add(guard)
+            raw = _iterate(backend, response, guard)
+            if decoder is not None:
+                raw = decoder.stream(raw)
+            chunks = backend.transform_stream(call, UpstreamStream(raw, backend.id)) or raw
+            transformed = self.pm.hook.stream_response(backend=backend, call=call,
+                                                        stream=UpstreamStream(chunks, backend.id))
             return Reply(
                 status=response.status,
                 headers={"content-type": "text/event-stream; charset=utf-8"},
@@ -227,15 +251,27 @@ class Proxy:
                 protocol=protocol,
             )
         try:
-            body = await response.read()
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamUnreachable(f"backend {backend.id!r} broke the answer: {exc}", backend=backend.id) from exc
+            body = await _read_body(backend, response, decoder, self.settings.max_response_bytes)
         finally:
             await response.aclose()
+        _check_json(backend, response.status, content_type, body)
         body = backend.transform_body(call, body)
-        return Reply(status=response.status, headers={"content-type": content_type}, body=body, protocol=protocol)
+        return Reply(status=response.status, headers={"content-type": "application/json"}, body=body,
+                     protocol=protocol)
+
+    def _redactor(self, backend: HTTPBackend, request: UpstreamRequest) -> Redactor:
+        return Redactor([*self.settings.api_keys, backend.api_key(), *credential_values(request.headers)])
+
+    def end_streams(self) -> None:
+        """Shutdown: end every upstream stream still running with one error event each, and take
+        no new upstream request (called when the shutdown grace period is over)."""
+        self.stopping = True
+        running = [guard for guard in self._guards if not guard.fired]
+        if running:
+            log.warning("shutting down: ending %d stream%s still running after the %gs shutdown_grace_period",
+                        len(running), "" if len(running) == 1 else "s", self.settings.shutdown_grace_period)
+        for guard in running:
+            guard.stop(SHUTDOWN_REASON)
 
     def _build_request(self, backend: HTTPBackend, call: ChatCall) -> UpstreamRequest:
         headers = {
@@ -285,30 +321,71 @@ async def _iterate(
         raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
     except httpx.HTTPError as exc:
         if guard is not None and guard.fired:
-            raise UpstreamTimeout(f"backend {backend.id!r}: {guard.fired}", backend=backend.id) from exc
+            raise _fired(backend, guard) from exc
         raise UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id) from exc
     finally:
         if guard is not None:
             guard.cancel()
     if guard is not None and guard.fired:
-        raise UpstreamTimeout(f"backend {backend.id!r}: {guard.fired}", backend=backend.id)
+        raise _fired(backend, guard)
 
 
-async def _read_all(backend: Backend, response: UpstreamResponse, limit: int | None = None) -> bytes:
+def _fired(backend: Backend, guard: StreamGuard) -> UpstreamError:
+    if guard.fired == SHUTDOWN_REASON:
+        return ShuttingDown(f"backend {backend.id!r}: {guard.fired}")
+    return UpstreamTimeout(f"backend {backend.id!r}: {guard.fired}", backend=backend.id)
+
+
+async def _read_all(
+    backend: Backend, response: UpstreamResponse, limit: int, decoder: Decoder | None = None
+) -> tuple[bytes, bool]:
+    """The (decoded) body up to ``limit`` bytes, and whether there was more."""
     parts = []
     size = 0
     async for chunk in _iterate(backend, response):
-        parts.append(chunk)
-        size += len(chunk)
-        if limit is not None and size >= limit:
-            break
-    return b"".join(parts)
+        for piece in decoder.feed(chunk) if decoder is not None else (chunk,):
+            parts.append(piece)
+            size += len(piece)
+            if size > limit:
+                return b"".join(parts)[:limit], True
+    if decoder is not None:
+        parts.append(decoder.finish())
+    body = b"".join(parts)
+    return body[:limit], len(body) > limit
 
 
-async def _upstream_error(backend: HTTPBackend, response: UpstreamResponse) -> UpstreamError:
+async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Decoder | None, limit: int) -> bytes:
+    """A success body, refused (502, failing over at once) when it is over ``limit`` bytes."""
+    declared = response.headers.get("content-length", "")
+    too_large = decoder is None and declared.isdigit() and int(declared) > limit
+    if not too_large:
+        body, too_large = await _read_all(backend, response, limit, decoder)
+    if too_large:
+        error = UpstreamUnreachable(f"backend {backend.id!r} sent an answer over the {limit}-byte limit "
+                                    "(max_response_bytes)", backend=backend.id)
+        error.fail_over_at_once = True  # type: ignore[attr-defined]
+        raise error
+    return body
+
+
+def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> None:
+    """A success must be a JSON object: an HTML page from a load balancer is a 502, not an answer."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return
+    sample = body[:200].decode("utf-8", "replace").strip() or "an empty body"
+    raise UpstreamUnreachable(
+        f"backend {backend.id!r} answered HTTP {status} ({content_type or 'no content type'}) with something "
+        f"that is not a JSON object: {sample!r}", backend=backend.id)
+
+
+async def _upstream_error(backend: HTTPBackend, response: UpstreamResponse, decoder: Decoder | None) -> UpstreamError:
     """Read (at most a MiB of) an error answer and let the backend parse it."""
     try:
-        raw = await _read_all(backend, response, limit=MAX_ERROR_BODY)
+        raw, _more = await _read_all(backend, response, MAX_ERROR_BODY, decoder)
     except UpstreamError:
         raw = b""
     finally:

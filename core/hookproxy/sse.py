@@ -15,8 +15,23 @@ from typing import Any
 
 import orjson
 
+from .errors import UpstreamError
+
 #: One event larger than this is a broken upstream, not a model answer.
 MAX_EVENT_CHARS = 4 * 1024 * 1024
+
+
+class EventTooLarge(UpstreamError, ValueError):
+    """An upstream SSE line over :data:`MAX_EVENT_CHARS`: a broken upstream, answered with a 502
+    naming the backend (a ``ValueError`` too, for callers written before it existed)."""
+
+    code = "upstream_event_too_large"
+    fail_over_at_once = True
+
+    def __init__(self, backend: str) -> None:
+        who = f"backend {backend!r}" if backend else "the upstream"
+        super().__init__(f"{who} sent an SSE line longer than {MAX_EVENT_CHARS} characters", status=502,
+                         backend=backend or None)
 
 
 @dataclass
@@ -40,9 +55,13 @@ class SSEEvent:
 
 
 class SSEParser:
-    """Incremental parser: ``feed(bytes)`` returns the events completed by those bytes."""
+    """Incremental parser: ``feed(bytes)`` returns the events completed by those bytes.
 
-    def __init__(self) -> None:
+    ``backend`` names the source in the :class:`EventTooLarge` error of an overlong line.
+    """
+
+    def __init__(self, backend: str = "") -> None:
+        self.backend = backend
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
         self._current = SSEEvent()
@@ -61,7 +80,7 @@ class SSEParser:
             start = next_start
         self._buffer = text[start:]
         if len(self._buffer) > MAX_EVENT_CHARS:
-            raise ValueError(f"upstream SSE line longer than {MAX_EVENT_CHARS} characters")
+            raise EventTooLarge(self.backend)
         return events
 
     def close(self) -> list[SSEEvent]:
@@ -127,14 +146,15 @@ DONE = b"data: [DONE]\n\n"
 class UpstreamStream:
     """A streamed upstream answer, offered raw or as parsed events (each only once)."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], backend: str = "") -> None:
         self._chunks = chunks
+        self.backend = backend
 
     def raw(self) -> AsyncIterator[bytes]:
         return self._chunks
 
     async def events(self) -> AsyncIterator[SSEEvent]:
-        parser = SSEParser()
+        parser = SSEParser(self.backend)
         async for chunk in self._chunks:
             for event in parser.feed(chunk):
                 yield event

@@ -24,6 +24,7 @@ from typing import Any
 
 from .backend import Reply
 from .errors import UpstreamError, UpstreamUnreachable
+from .redaction import redact_shapes
 from .sse import SSEEvent, SSEParser
 
 #: Commit anyway after this many bytes or events without output (a chatty but valid upstream).
@@ -82,7 +83,9 @@ def openai_started(event: SSEEvent, backend: str, need_output: bool) -> bool:
     if isinstance(payload, dict) and payload.get("error"):
         detail = payload["error"]
         message = detail.get("message") if isinstance(detail, dict) else detail
-        raise BadStream(f"backend {backend!r} streamed an error before any output: {message}", backend=backend)
+        # The message is the upstream's own words: anything shaped like a key or token goes.
+        raise BadStream(f"backend {backend!r} streamed an error before any output: {redact_shapes(str(message))}",
+                        backend=backend)
     return has_output(payload) if need_output else True
 
 
@@ -94,7 +97,7 @@ async def read_start(reply: Reply, *, need_output: bool = True, judge: Judge = o
     cancellation by the failover budget)."""
     assert reply.chunks is not None
     chunks = reply.chunks
-    parser = SSEParser()
+    parser = SSEParser(reply.backend)
     pulled: list[bytes] = []
     size = events = 0
     try:

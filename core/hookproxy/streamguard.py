@@ -17,11 +17,15 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+#: ``fired`` of a stream ended because the proxy is shutting down.
+SHUTDOWN_REASON = "the proxy is shutting down (shutdown_grace_period is over)"
+
 
 class StreamGuard:
     """The idle/lifetime watchdog of one upstream stream; ``fired`` says which limit was hit."""
 
-    __slots__ = ("_loop", "_idle", "_deadline", "_close", "_timer", "_closing", "reading", "since", "fired")
+    __slots__ = ("_loop", "_idle", "_deadline", "_close", "_timer", "_closing", "reading", "since", "fired",
+                 "__weakref__")
 
     def __init__(self, idle: float, lifetime: float, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._loop = asyncio.get_running_loop()
@@ -49,6 +53,12 @@ class StreamGuard:
     def _fire(self, reason: str) -> None:
         self.fired = reason
         self._closing = self._loop.create_task(self._close())
+
+    def stop(self, reason: str) -> None:
+        """End the stream now (the proxy is shutting down)."""
+        if self.fired is None:
+            self._timer.cancel()
+            self._fire(reason)
 
     def read_started(self) -> None:
         self.reading = True

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from .backend import Reply
-from .errors import ProxyError, UpstreamUnreachable, error_event
+from .errors import ProxyError, ShuttingDown, UpstreamUnreachable, error_event
 from .failover import Attempts
 from .frontend import OPENAI_CHAT, ClientRequest, Frontend
 from .observe import Trace, usage_in
@@ -69,7 +69,8 @@ async def relay(
                     first, trace.first_byte = False, trace.elapsed()
                 yield chunk
     except ProxyError as exc:
-        log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
+        if not isinstance(exc, ShuttingDown):  # shutdown logs one line for all streams it ends
+            log.warning("stream from %s ended with an error: %s", reply.backend, exc.message)
         trace.error = exc.code or exc.type
         yield frontend.error_event(exc, client)
     except OSError as exc:
@@ -181,6 +182,8 @@ async def _wait_for_reply(
             while not finished:
                 done, _ = await asyncio.wait({task}, timeout=interval)
                 finished = bool(done)
+                if attempts.proxy.stopping and not finished:
+                    raise ShuttingDown("hookproxy is shutting down; the retry was abandoned")
                 if not finished:
                     yield frontend.keepalive
         finally:

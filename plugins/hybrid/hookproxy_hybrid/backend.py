@@ -356,7 +356,7 @@ def add_reasoning(body: dict[str, Any], plain: str, tag: str) -> None:
 
 def _execution_chunks(reply: Reply) -> AsyncIterator[bytes]:
     if reply.chunks is not None:
-        return scrub_stream(reply.chunks)
+        return scrub_stream(reply.chunks, reply.backend)
     return _iterate(*_body_as_events(reply.body or b""))
 
 

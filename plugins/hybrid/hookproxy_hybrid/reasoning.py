@@ -97,7 +97,7 @@ class Capture:
 
     async def _reads(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
         """Per upstream read, the new reasoning pieces; every read is bounded by the deadline."""
-        parser = SSEParser()
+        parser = SSEParser(self.reply.backend)  # an overlong line is a 502 naming the backend
         while not self.stop_reason:
             try:
                 async with asyncio.timeout_at(self.deadline):

@@ -168,9 +168,9 @@ class StreamScrubber:
         return encode_event(data, event=event.event)
 
 
-async def scrub_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def scrub_stream(chunks: AsyncIterator[bytes], backend: str = "") -> AsyncIterator[bytes]:
     """The execution stream with reasoning removed, re-encoded event by event."""
-    parser = SSEParser()
+    parser = SSEParser(backend)
     scrubber = StreamScrubber()
     async for chunk in chunks:
         for event in parser.feed(chunk):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from hookproxy.sse import MAX_EVENT_CHARS
 from hookproxy.testing import Canned, chunk
 
 
@@ -103,7 +105,8 @@ def test_a_reasoning_model_that_never_answers_times_out_before_any_byte(start, f
 
 def test_probability_zero_never_calls_the_reasoning_backend(start, fakes, kit):
     running = start(cli={"reasoning_injection_probability": 0})
-    fakes.qwen.queue(kit.answer_stream(["a"]), kit.answer_stream(["b"]))
+    # A JSON answer for the non-streamed request: an SSE body there is a broken answer (a 502).
+    fakes.qwen.queue(kit.answer_stream(["a"]), Canned(json=kit.chat_completion("b")))
     result = kit.post_stream(running, kit.SEED_SPEC)
     assert result.headers["x-hookproxy-hybrid"] == "reasoning=skipped; reason=probability"
     assert result.content == "a"
@@ -268,3 +271,14 @@ def test_an_execution_backend_that_ignores_stream_true_is_replayed_as_events(sta
     fakes.qwen.queue(Canned(json=kit.chat_completion("<think>x</think>plain answer")))
     result = kit.post_stream(start(cli={"reasoning_injection_probability": 0}), kit.SEED_SPEC)
     assert result.content == "plain answer" and result.done
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reasoning_sse_line_over_the_limit_is_a_502_naming_the_backend(start, fakes, kit, stream):
+    fakes.minimax.queue(Canned(chunks=[b'data: {"x": "' + b"a" * (MAX_EVENT_CHARS + 1024)]))
+    running = start()
+    response = httpx.post(running.url + "/v1/chat/completions", timeout=30,
+                          json={"model": kit.SEED_SPEC, "messages": kit.USER, "stream": stream})
+    assert response.status_code == 502, response.text[:300]
+    message = response.json()["error"]["message"]
+    assert "minimax" in message and "SSE line longer than" in message

@@ -59,6 +59,27 @@ def test_two_proxy_processes_sharing_one_file_refresh_once(
     assert not (creds_path.parent / "oauth_creds.lock").exists()
 
 
+def test_hook_tracing_with_every_installed_plugin_never_prints_a_token(
+    qwen: QwenService, creds_path: Path, qwen_config: Callable[..., Path]
+) -> None:
+    """HOOKPROXY_TRACE_HOOKS prints every hook call's arguments; the qwen-oauth token lives in
+    ChatCall.state and must not be among them (nor anywhere else in the log)."""
+    access, refresh = "qwen-access-secret-0123", "qwen-refresh-secret-4567"
+    qwen.access_tokens, qwen.refresh_token = {access}, refresh
+    write_creds(creds_path, access=access, refresh=refresh)
+    config = qwen_config()
+    env = {"HOOKPROXY_TRACE_HOOKS": "1", "HOOKPROXY_DISABLE_PLUGINS": ""}
+    with run_cli_proxy("--config", str(config), "--log-level", "DEBUG", env=env) as (url, process):
+        for model, stream in (("coder-model", False), ("coder-model", True),
+                              ("hybrid:[qwen-oauth:coder-model,qwen-oauth:coder-model]", True)):
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+            assert httpx.post(url + "/v1/chat/completions", json=body, timeout=30).status_code == 200
+        process.terminate()
+        output = process.communicate(timeout=10)[0]
+    assert "prepare_request" in output and "hybrid" in output  # the trace ran, through both plugins
+    assert access not in output and refresh not in output
+
+
 def test_two_instances_on_one_credentials_file_are_refused_at_start(
     fake_upstream: FakeUpstream, creds_path: Path, write_config: Callable[..., Path], tmp_path: Path,
 ) -> None:
