@@ -368,7 +368,7 @@ async def respond(
         return
     body = reply.body or b""
     if proxy.observers.request:
-        trace.add_usage(usage_in_body(body))
+        trace.add_usage(reply.usage if reply.usage is not None else usage_in_body(body))
     content_type = reply.headers.get("content-type", "application/json")
     if reply.protocol != frontend.protocol:
         try:

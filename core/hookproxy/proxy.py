@@ -26,7 +26,7 @@ from .encoding import Decoder, decoder_for
 from .errors import ConfigError, ShuttingDown, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .frontend import Frontend
-from .observe import REQUEST_ID_HEADER, Observers
+from .observe import REQUEST_ID_HEADER, Observers, usage_in
 from .plugins import await_all
 from .redaction import Redactor, credential_values
 from .roundrobin import RoundRobin
@@ -254,10 +254,10 @@ class Proxy:
             body = await _read_body(backend, response, decoder, self.settings.max_response_bytes)
         finally:
             await response.aclose()
-        _check_json(backend, response.status, content_type, body)
+        parsed = _check_json(backend, response.status, content_type, body)
         body = backend.transform_body(call, body)
         return Reply(status=response.status, headers={"content-type": "application/json"}, body=body,
-                     protocol=protocol)
+                     protocol=protocol, usage=usage_in(parsed))
 
     def _redactor(self, backend: HTTPBackend, request: UpstreamRequest) -> Redactor:
         return Redactor([*self.settings.api_keys, backend.api_key(), *credential_values(request.headers)])
@@ -368,14 +368,15 @@ async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Deco
     return body
 
 
-def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> None:
-    """A success must be a JSON object: an HTML page from a load balancer is a 502, not an answer."""
+def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> dict[str, Any]:
+    """A success must be a JSON object: an HTML page from a load balancer is a 502, not an answer.
+    Returns the parsed object (its usage block is read from it: one parse per answer)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
     if isinstance(parsed, dict):
-        return
+        return parsed
     sample = body[:200].decode("utf-8", "replace").strip() or "an empty body"
     raise UpstreamUnreachable(
         f"backend {backend.id!r} answered HTTP {status} ({content_type or 'no content type'}) with something "
