@@ -6,6 +6,7 @@
 #   REPEATS=1 SKIP_LITELLM=1 bench/run.sh # quick look, no LiteLLM (skips its ~750 MiB install)
 #   HOOKPROXY_REF=worktree bench/run.sh   # measure the working tree instead of a commit
 #   HOOKPROXY_DISABLE_PLUGINS=qwen-oauth,hybrid bench/run.sh   # core alone (plugins stay installed)
+#   TARGETS="direct hookproxy hookproxy_w2 hookproxy_redis" bench/run.sh   # scale-out: --workers 2, --state redis
 #
 # What it does:
 #   1. setup.sh: wrk (apt), .venv-bench (fake upstream, naive proxy, load generator) and, unless
@@ -86,12 +87,26 @@ for ep in md.entry_points(group="hookproxy"):
 export HOOKPROXY_URL=http://127.0.0.1:$HOOKPROXY_PORT HOOKPROXY_MODEL=fake HOOKPROXY_KEY=sk-bench
 export HOOKPROXY_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $HOOKPROXY_PORT"
 # hookproxy_aiohttp: the same hookproxy with the fallback client on the proxy path.
-export HOOKPROXY_AIOHTTP_URL=http://127.0.0.1:$((HOOKPROXY_PORT + 1)) HOOKPROXY_AIOHTTP_MODEL=fake HOOKPROXY_AIOHTTP_KEY=sk-bench
-export HOOKPROXY_AIOHTTP_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $((HOOKPROXY_PORT + 1)) --upstream-client aiohttp"
+export HOOKPROXY_AIOHTTP_URL=http://127.0.0.1:$((HOOKPROXY_PORT + 3)) HOOKPROXY_AIOHTTP_MODEL=fake HOOKPROXY_AIOHTTP_KEY=sk-bench
+export HOOKPROXY_AIOHTTP_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $((HOOKPROXY_PORT + 3)) --upstream-client aiohttp"
 # aiohttp: the naive FastAPI proxy with an aiohttp client (the yardstick of the performance targets).
 AIOHTTP_PORT=${AIOHTTP_PORT:-9010}
 export AIOHTTP_URL=http://127.0.0.1:$AIOHTTP_PORT
 export AIOHTTP_CMD="UPSTREAM_BASE=http://127.0.0.1:${UPSTREAM_PORT:-8001} UPSTREAM_API_KEY=sk-fake exec $HERE/.venv-bench/bin/uvicorn naive_proxy_aiohttp:app --host 127.0.0.1 --port $AIOHTTP_PORT --loop uvloop --http httptools --no-access-log --log-level warning --workers 1"
+# Scale-out scenario (targets hookproxy_w2 and hookproxy_redis, see README): the same proxy with
+# --workers 2, and with --state pointing at a private redis-server started for the run.
+W2_PORT=$((HOOKPROXY_PORT + 1)) REDIS_TARGET_PORT=$((HOOKPROXY_PORT + 2)) BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6390}
+export HOOKPROXY_W2_URL=http://127.0.0.1:$W2_PORT HOOKPROXY_W2_MODEL=fake HOOKPROXY_W2_KEY=sk-bench
+export HOOKPROXY_W2_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $W2_PORT --workers 2"
+export HOOKPROXY_REDIS_URL=http://127.0.0.1:$REDIS_TARGET_PORT HOOKPROXY_REDIS_MODEL=fake HOOKPROXY_REDIS_KEY=sk-bench
+export HOOKPROXY_REDIS_CMD="PYTHONPATH=$PYPATH exec $HOOKPROXY_PY -m hookproxy --config $CONFIG --port $REDIS_TARGET_PORT --state redis://127.0.0.1:$BENCH_REDIS_PORT/0"
+REDIS_PID=""
+if [[ " $TARGETS " == *" hookproxy_redis "* ]]; then
+  command -v redis-server >/dev/null || { echo "run.sh: hookproxy_redis needs redis-server (apt-get install -y redis-server)"; exit 1; }
+  taskset -c "${LOADGEN_CPUS:-0}" redis-server --port "$BENCH_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+      > "$OUT/redis.log" 2>&1 &
+  REDIS_PID=$!
+fi
 # Target `responses`: the same hookproxy, driven through POST /v1/responses (the Responses front
 # end): non-streaming c=1/64 and 64 paced streams, to compare its CPU per request with the chat path.
 export RESPONSES_URL=$HOOKPROXY_URL RESPONSES_MODEL=fake RESPONSES_KEY=sk-bench RESPONSES_CMD=$HOOKPROXY_CMD
@@ -101,7 +116,7 @@ setsid bash -c 'taskset -c "$1" top -b -d 5 -c -w 200 2>/dev/null \
     | awk '"'"'/^top -/ {t=$3} $1 ~ /^[0-9]+$/ && $9+0 > 5 {print t, $0; fflush()}'"'"' > "$2"' \
     _ "${LOADGEN_CPUS:-0}" "$OUT/cpu_noise.log" &
 NOISE=$!
-trap 'kill -- "-$NOISE" 2>/dev/null || true' EXIT
+trap 'kill -- "-$NOISE" 2>/dev/null || true; [ -z "$REDIS_PID" ] || kill "$REDIS_PID" 2>/dev/null || true' EXIT
 bash "$HERE/run_baseline.sh"
 echo "other processes above 5% CPU during the run (excluding the harness): $OUT/cpu_noise.log"
 grep -vE 'fake_upstream|load\.py|wrk|hookproxy|naive_proxy|litellm|top -b|awk' "$OUT/cpu_noise.log" | head -20 || true

@@ -23,7 +23,7 @@ from hookproxy import hookspecs
 from hookproxy.errors import ConfigError
 from hookproxy.openai_compatible import OpenAICompatibleBackend
 from hookproxy.plugins import list_plugins, make_plugin_manager
-from hookproxy.testing import Canned, content_stream, run_cli_proxy, write_config
+from hookproxy.testing import Canned, content_stream, eventually, run_cli_proxy, write_config
 from tests.conftest import PROXY_KEY, core_pm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,15 +257,6 @@ class Broken:
         raise RuntimeError("observer bug")
 
 
-def wait_for(predicate, timeout=5.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 def test_hook_attempt_ended(proxy_for, fake_upstream):
     recorder = Recorder()
     running = proxy_for({"failure_handling": {"min_retry_wait": 0.01}}, plugins=(("rec", recorder),))
@@ -273,7 +264,7 @@ def test_hook_attempt_ended(proxy_for, fake_upstream):
     response = httpx.post(running.url + "/v1/chat/completions", headers={"x-api-key": PROXY_KEY},
                           json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
     assert response.status_code == 200
-    wait_for(lambda: len(recorder.requests) == 1)
+    eventually(lambda: len(recorder.requests) == 1, within=5, what="request_ended")
     failed, answered = recorder.attempts
     assert (failed.backend, failed.model, failed.status, failed.error, failed.decision) == ("up", "m1", 503, "http",
                                                                                            "retry")
@@ -290,7 +281,7 @@ def test_hook_request_ended(proxy_for, fake_upstream, caplog):
                               headers={"x-api-key": PROXY_KEY, "x-request-id": "client-id-1"},
                               json={"model": "m1", "messages": [{"role": "user", "content": "x"}]})
         assert response.status_code == 200 and response.headers["x-request-id"] == "client-id-1"
-    wait_for(lambda: len(recorder.requests) == 2)
+    eventually(lambda: len(recorder.requests) == 2, within=5, what="request_ended")
     event = recorder.requests[0]
     assert (event.frontend, event.backend, event.model, event.status, event.stream) == ("openai-chat", "up", "m1",
                                                                                        200, False)

@@ -14,7 +14,8 @@ import hookproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_MODULES = {"hookproxy", "hookproxy.errors", "hookproxy.frontend", "hookproxy.hookspecs", "hookproxy.observe",
-                  "hookproxy.routing", "hookproxy.sse", "hookproxy.testing", "hookproxy.upstream_errors"}
+                  "hookproxy.routing", "hookproxy.sse", "hookproxy.state", "hookproxy.testing",
+                  "hookproxy.upstream_errors"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -5,7 +5,8 @@ classes, the objects hooks receive, and the error tree. Plugins may also import 
 documented modules: ``hookproxy.hookspecs`` (the hooks), ``hookproxy.errors`` (the error tree),
 ``hookproxy.frontend`` (front ends), ``hookproxy.observe`` (observer events),
 ``hookproxy.sse`` (parsing and encoding events), ``hookproxy.routing`` (selector and
-URI-parameter parsing), ``hookproxy.upstream_errors`` (reading upstream error answers) and
+URI-parameter parsing), ``hookproxy.upstream_errors`` (reading upstream error answers),
+``hookproxy.state`` (the state shared between workers and hosts, reached as ``proxy.state``) and
 ``hookproxy.testing`` (the test kit). Everything else is internal and may change without notice.
 """
 
@@ -37,6 +38,7 @@ from .observe import AttemptEnded, RequestEnded, Usage
 from .proxy import Proxy
 from .retry_after import parse_retry_after
 from .sse import DONE, SSEEvent, SSEParser, UpstreamStream, encode_comment, encode_event
+from .state import SharedState, Table
 from .streamcheck import BadStream
 
 __version__ = "0.1.0"
@@ -69,6 +71,8 @@ __all__ = [
     "RetryDecision",
     "SSEEvent",
     "SSEParser",
+    "SharedState",
+    "Table",
     "UpstreamError",
     "UpstreamRequest",
     "UpstreamStream",

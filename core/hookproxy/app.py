@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .bruteforce import BruteForceGuard
+from .bruteforce import BruteForceGuard, SharedBruteForceGuard
 from .endpoint import FrontendMiddleware, RequestHead
 from .errors import AuthenticationFailed, ProxyError
 from .plugins import list_plugins
@@ -59,7 +59,7 @@ class Authenticator:
     does not clear the address's failures (else one busy user would let a neighbour guess on).
     """
 
-    def __init__(self, keys: list[str], guard: BruteForceGuard | None = None) -> None:
+    def __init__(self, keys: list[str], guard: BruteForceGuard | SharedBruteForceGuard | None = None) -> None:
         self._keys = [key.encode() for key in keys]
         self._ids = [key_id(key) for key in keys]
         self.guard = guard if guard is not None else BruteForceGuard()
@@ -68,9 +68,11 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def check(self, head: RequestHead) -> None:
+    def check(self, head: RequestHead) -> Awaitable[None] | None:
+        """``None`` for a good key (no I/O); a bad one raises, or (shared throttle) returns an
+        awaitable that counts it across workers and hosts and then raises."""
         if not self._keys:
-            return
+            return None
         supplied = supplied_key(head)
         if supplied is not None:
             candidate = supplied.encode()
@@ -80,14 +82,24 @@ class Authenticator:
                     matched = index
             if matched >= 0:
                 head.key_id = self._ids[matched]
-                return
+                return None
         guard = self.guard
         guard.check(head.client)
+        if isinstance(guard, SharedBruteForceGuard):
+            return self._reject_shared(guard, head.client)
         guard.failure(head.client)
-        raise AuthenticationFailed(
-            "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
-            "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
-        )
+        raise _bad_key()
+
+    async def _reject_shared(self, guard: SharedBruteForceGuard, client: str) -> None:
+        await guard.failure(client)
+        raise _bad_key()
+
+
+def _bad_key() -> AuthenticationFailed:
+    return AuthenticationFailed(
+        "invalid or missing proxy API key: send 'Authorization: Bearer <key>' (or x-api-key, x-goog-api-key, "
+        "?api_key=) with a key from auth.api_keys, HOOKPROXY_API_KEYS or --api-key"
+    )
 
 
 def supplied_key(head: RequestHead) -> str | None:
@@ -110,8 +122,14 @@ def key_id(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def _check(auth: Authenticator, request: Request) -> None:
-    auth.check(RequestHead(request.scope))
+async def _check(auth: Authenticator, request: Request) -> None:
+    await _awaited(auth.check(RequestHead(request.scope)))
+
+
+async def _awaited(rejected: Awaitable[None] | None) -> None:
+    """Await a bad key's shared counting (see ``Authenticator.check``); nothing for a good key."""
+    if rejected is not None:
+        await rejected
 
 
 class HookproxyApp(FrontendMiddleware):
@@ -123,7 +141,8 @@ class HookproxyApp(FrontendMiddleware):
     FastAPI keeps the rarely used routes (models, health, plugins) and the lifespan.
     """
 
-    def __init__(self, fastapi: FastAPI, proxy: Proxy, authenticate: Callable[[RequestHead], None]) -> None:
+    def __init__(self, fastapi: FastAPI, proxy: Proxy,
+                 authenticate: Callable[[RequestHead], Awaitable[None] | None]) -> None:
         super().__init__(fastapi, proxy, authenticate)
         self.fastapi = fastapi
         self.state = fastapi.state
@@ -158,8 +177,9 @@ def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -
     app.router.redirect_slashes = False
     app.state.proxy = proxy
     settings = proxy.settings
-    auth = Authenticator(settings.api_keys if not settings.disable_auth else [],
-                         BruteForceGuard(max_clients=settings.max_throttled_clients))
+    guard = SharedBruteForceGuard(proxy.state) if proxy.state.shared else \
+        BruteForceGuard(max_clients=settings.max_throttled_clients)
+    auth = Authenticator(settings.api_keys if not settings.disable_auth else [], guard)
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(_request: Request, exc: ProxyError) -> Response:
@@ -173,11 +193,11 @@ def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -
         return _json(error.body(), exc.status_code, dict(exc.headers or {}))
 
     async def list_models(request: Request) -> Response:
-        _check(auth, request)
+        await _check(auth, request)
         return _json({"object": "list", "data": _model_list(proxy)})
 
     async def retrieve_model(request: Request) -> Response:
-        _check(auth, request)
+        await _check(auth, request)
         model_id = request.path_params["model_id"]
         for item in _model_list(proxy):
             if item["id"] == model_id:
@@ -191,11 +211,12 @@ def create_app(proxy: Proxy, *, after_start: Callable[[], None] | None = None) -
         head = RequestHead(request.scope)
         if auth.enabled and supplied_key(head) is None:
             return _json({"status": "ok"})
-        auth.check(head)
-        return _json({"status": "ok", "backends": _backend_states(proxy)})
+        await _awaited(auth.check(head))
+        shared = {"shared_state": {"url": proxy.state.where, "connected": proxy.state.up}} if proxy.state.shared else {}
+        return _json({"status": "ok", **shared, "backends": _backend_states(proxy)})
 
     async def plugins(request: Request) -> Response:
-        _check(auth, request)
+        await _check(auth, request)
         return _json([info.__dict__ for info in list_plugins(proxy.pm)])
 
     for path in ("/v1/models", "/models"):
@@ -223,6 +244,9 @@ def _backend_states(proxy: Proxy) -> dict[str, dict[str, Any]]:
             "reason": state.reason,
             **dict(state.details),
         }
+        cooling = proxy.cooldowns.remaining(backend_id)
+        if cooling > 0:
+            backends[backend_id]["cooling_down_seconds"] = round(cooling, 1)
     for backend_id, reason in proxy.skipped.items():
         backends[backend_id] = {"usable": False, "reason": reason}
     return backends

@@ -21,6 +21,7 @@ from .frontend import OPENAI_CHAT
 if TYPE_CHECKING:
     from .errors import UpstreamError
     from .frontend import ClientRequest
+    from .observe import Usage
     from .proxy import Proxy
     from .routing import Route
     from .sse import UpstreamStream
@@ -113,6 +114,8 @@ class Reply:
     backend: str = ""
     model: str = ""
     protocol: str = OPENAI_CHAT
+    #: The upstream's token usage when the core already read it (non-streamed HTTP answers).
+    usage: Usage | None = None
 
     async def aclose(self) -> None:
         if self.close is not None:

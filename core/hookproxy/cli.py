@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -60,6 +61,8 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
     add("--upstream-client", choices=("native", "aiohttp"),
         help="HTTP client for proxied requests: native (default, asyncio + httptools) or aiohttp (the fallback)")
     add("--ca-bundle", metavar="FILE", help="PEM file of extra CA certificates trusted for https upstreams")
+    add("--workers", type=int, metavar="N", help="worker processes serving the port (default 1)")
+    add("--state", metavar="URL", help="share backoff, throttles and refresh locks through redis://host:port/db")
     group = parser.add_argument_group("failure handling")
     for flag, help_text in (
         ("--max-silent-wait", "longest Retry-After waited before failing over (default 30 s)"),
@@ -73,6 +76,8 @@ def _core_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, type=float if "hops" not in flag else int, help=help_text)
     group.add_argument("--shutdown-grace-period", type=float, metavar="SECONDS",
                        help="on SIGTERM, how long in-flight requests and streams may finish (default 30)")
+    group.add_argument("--learn-cooldowns", action=argparse.BooleanOptionalAction, default=None,
+                       help="honour a backend's Retry-After for every request until it passes (default on)")
     add("--max-response-bytes", type=int, metavar="N",
         help="largest non-streamed upstream answer (default 64 MiB; 502 above)")
     _server_flags(parser.add_argument_group("server limits"))
@@ -214,6 +219,11 @@ def settle_after_start() -> None:
         asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
 
 
+def load_proxy(argv: Sequence[str]) -> Proxy:
+    """The proxy for a command line (exits 2 with one line on a bad flag or configuration)."""
+    return _load(argv)[0]
+
+
 def config_source_line(proxy: Proxy) -> str:
     """Which config file is in use, or where none was found (so a start outside the repo is clear)."""
     if proxy.config.path is not None:
@@ -266,6 +276,7 @@ def setup_logging(level: str, log_file: str | None) -> None:
 def serve(argv: Sequence[str]) -> None:
     from .app import create_app
     from .server import serve as serve_app
+    from .workers import ARGV_ENV, share_metrics, supervise
 
     proxy, _values = _load(argv)
     settings = proxy.settings
@@ -281,12 +292,20 @@ def serve(argv: Sequence[str]) -> None:
         _fail(exc.message)
     port = sock.getsockname()[1]
     url = f"http://{settings.host}:{port}/v1"
-    banner = f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'})"
+    scale = f", {settings.workers} workers" if settings.workers > 1 else ""
+    scale += f", state shared through {proxy.state.where}" if proxy.state.shared else ""
+    banner = f"hookproxy listening on {url} (auth {'on' if settings.auth_enabled else 'off'}{scale})"
     print(banner, flush=True)
     logging.getLogger("hookproxy").info("%s", banner)  # so a --log file shows each start
     print(config_source_line(proxy), flush=True)
     print("\n".join(_describe_backends(proxy, everything=False)) or "  no backends configured", flush=True)
-    serve_app(create_app(proxy, after_start=settle_after_start), proxy, sock)
+    if settings.workers > 1:
+        # Validated above, once; each worker loads plugins and builds its proxy itself.
+        os.environ[ARGV_ENV] = json.dumps(list(argv))
+        share_metrics()
+        supervise(proxy, sock)
+    else:
+        serve_app(create_app(proxy, after_start=settle_after_start), proxy, sock)
 
 
 def plugins_command(argv: Sequence[str]) -> None:

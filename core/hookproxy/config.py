@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     stream_idle_timeout: float = Field(240.0, gt=0, description="end a stream after this many seconds of silence")
     stream_max_lifetime: float = Field(900.0, gt=0, description="end any stream after this many seconds")
     shutdown_grace_period: float = Field(30.0, ge=0, description="on SIGTERM, seconds in-flight streams may finish")
+    learn_cooldowns: bool = Field(True, description="after a 429/503/529 with `Retry-After`, call that backend for "
+                                  "no request (on any worker or host sharing `state`) until then")
     failover_routes: dict[str, FailoverRoute] = Field(
         default_factory=dict, description="named routes usable as a model: "
         "`{policy: ordered|round-robin, elements: [backend:model, ...]}`")
@@ -115,6 +117,10 @@ class Settings(BaseSettings):
         "native", description="HTTP client for proxied requests: `native` (asyncio + httptools) or "
         "`aiohttp` (the fallback)")
     ca_bundle: str | None = Field(None, description="PEM file of extra CA certificates trusted for https upstreams")
+    # scale-out: processes serving one port, and where they share state (none: each process alone)
+    workers: int = Field(1, ge=1, description="worker processes serving the port")
+    state: str | None = Field(None, description="`redis://[:password@]host:port/db` (or `rediss://`): share "
+                              "cooldowns, throttles, round-robin and token refreshes between workers and hosts")
 
     _split_api_keys = field_validator("api_keys", "trusted_proxies", mode="before")(_split_keys)
     _upper_log_level = field_validator("log_level", mode="before")(_upper)
@@ -166,14 +172,15 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "stream_idle_timeout",
         "stream_max_lifetime",
         "shutdown_grace_period",
+        "learn_cooldowns",
     ),
     "observability": ("metrics", "access_log"),
 }
 #: Other spellings of root keys, accepted as the key they name (``proxy_timeout: 60`` is ``timeout: 60``).
 YAML_ALIASES = {"proxy_timeout": "timeout"}
 ROOT_KEYS = {"host", "port", "default_backend", "force_model", "timeout", "log_level", "log_file",
-             "max_body_bytes", "max_response_bytes", "backends", "failover_routes", "model_defaults",
-             "upstream_client", "ca_bundle", *SECTIONS, *YAML_ALIASES}
+             "max_body_bytes", "max_response_bytes", "backends", "failover_routes", "model_defaults", "workers",
+             "state", "upstream_client", "ca_bundle", *SECTIONS, *YAML_ALIASES}
 CORE_BACKEND_SETTINGS = {"default_backend", "force_model"}
 #: Settings fields given as JSON in the environment (``HOOKPROXY_FAILOVER_ROUTES='{...}'``).
 JSON_ENV_FIELDS = ("failover_routes", "model_defaults")

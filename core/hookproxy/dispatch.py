@@ -8,7 +8,6 @@ failover table of the README. The attempt loop that acts on these decisions (wai
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +18,6 @@ from .routing import Route, parse_chain, parse_route
 if TYPE_CHECKING:
     from .config import Settings
     from .proxy import Proxy
-
-_round_robin = itertools.count()
-
 
 def request_body(
     body: dict[str, Any], route: Route, defaults: Mapping[str, Mapping[str, Any]] | None = None,
@@ -84,7 +80,7 @@ def _expand(proxy: Proxy, routes: list[Route]) -> tuple[list[Route], bool]:
             elements = [parse_route(element) for element in named.elements]
             if named.policy == "round-robin":
                 stable = False
-                start = next(_round_robin) % len(elements)
+                start = proxy.round_robin.start(route.model, len(elements))
                 elements = elements[start:] + elements[:start]
             candidates.extend(elements)
         elif settings.default_backend:

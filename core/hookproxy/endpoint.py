@@ -177,7 +177,8 @@ class RequestHead:
 class FrontendMiddleware:
     """Serves every front end's paths and endpoints; ``authenticate`` is the app's Authenticator."""
 
-    def __init__(self, app: ASGIApp, proxy: Proxy, authenticate: Callable[[RequestHead], None]) -> None:
+    def __init__(self, app: ASGIApp, proxy: Proxy,
+                 authenticate: Callable[[RequestHead], Awaitable[None] | None]) -> None:
         self.app = app
         self.proxy = proxy
         self.authenticate = authenticate
@@ -251,7 +252,9 @@ class FrontendMiddleware:
         """
         proxy = self.proxy
         settings = proxy.settings
-        self.authenticate(head)
+        rejected = self.authenticate(head)  # None for a good key; a bad one is counted, then raises
+        if rejected is not None:
+            await rejected
         trace.key_id = head.key_id
         if head.loop_guard:
             raise LoopDetected("request loop detected: this request already passed through a hookproxy")
@@ -285,8 +288,8 @@ class FrontendMiddleware:
         endpoint, frontend = match
         try:
             head = RequestHead(scope)
-            if not endpoint.public:
-                self.authenticate(head)
+            if not endpoint.public and (rejected := self.authenticate(head)) is not None:
+                await rejected
             if endpoint.json_body:
                 request.body = await read_json(receive, head, self.proxy.settings.max_body_bytes)
             answer = await endpoint.handler(request, self.proxy)
@@ -398,7 +401,7 @@ async def respond(
         return
     body = reply.body or b""
     if proxy.observers.request:
-        trace.add_usage(usage_in_body(body))
+        trace.add_usage(reply.usage if reply.usage is not None else usage_in_body(body))
     content_type = reply.headers.get("content-type", "application/json")
     if reply.protocol != frontend.protocol:
         try:

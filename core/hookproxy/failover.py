@@ -11,6 +11,10 @@ once a request is in failover mode, each attempt's time up to its first output;
 error surfaces; a 429 always carries ``Retry-After``. Every decision is one INFO line on
 ``hookproxy.failover``.
 
+Before each attempt the backend's cooldown (:mod:`hookproxy.cooldown`, learned from
+``Retry-After`` here or on another host) is consulted: a cooling backend is failed over without
+being called, or waited for when it is the last candidate.
+
 Hot path: a request with one candidate that succeeds does one ``handle`` call and a few
 attribute checks; no timer, no stream peeking here (the app still reads a stream to its first
 event before answering, see ``endpoint.respond``).
@@ -85,6 +89,8 @@ class Attempts:
         """Attempt until a reply (returned) or a wait (seconds, returned); raise when giving up."""
         proxy = self.proxy
         while True:
+            if proxy.cooldowns and (wait := self._past_cooldowns()) > 0:
+                return wait
             route = self.candidates[self.index]
             backend = proxy.lookup(route.backend or "")
             call = self.call
@@ -103,13 +109,7 @@ class Attempts:
                 else:
                     reply = await backend.handle(call, proxy)
             except UpstreamError as error:
-                spent = time.perf_counter() - began
-                try:
-                    wait = self._after_failure(backend, call, error, has_next)
-                except ProxyError:
-                    self._observe(backend, route, attempt, error, "surface", spent)
-                    raise
-                self._observe(backend, route, attempt, error, "retry" if self.call is call else "failover", spent)
+                wait = await self._upstream_failed(backend, route, call, error, has_next, began)
             except ProxyError as error:
                 # A plugin's own refusal (dead credentials, a closed gate): no retry, but another
                 # backend can serve; a bad request stays the client's problem.
@@ -135,6 +135,20 @@ class Attempts:
                 return reply
             if wait > 0:
                 return wait
+
+    async def _upstream_failed(self, backend: Backend, route: Route, call: ChatCall, error: UpstreamError,
+                               has_next: bool, began: float) -> float:
+        """Learn a cooldown from the answer, decide (retry, fail over, give up), report the attempt."""
+        attempt = call.attempt
+        await self.proxy.cooldowns.learn(backend.id, error)
+        spent = time.perf_counter() - began
+        try:
+            wait = self._after_failure(backend, call, error, has_next)
+        except ProxyError:
+            self._observe(backend, route, attempt, error, "surface", spent)
+            raise
+        self._observe(backend, route, attempt, error, "retry" if self.call is call else "failover", spent)
+        return wait
 
     def _observe(self, backend: Backend, route: Route, attempt: int, error: ProxyError, decision: str,
                  spent: float) -> None:
@@ -190,6 +204,39 @@ class Attempts:
             call.attempt += 1
             return wait
         return self._fail_over(backend, wait, decision.reason or _describe(error))
+
+    def _past_cooldowns(self) -> float:
+        """Fail over past candidates that are cooling down; the wait when one must be waited for."""
+        while True:
+            backend = self.proxy.lookup(self.candidates[self.index].backend or "")
+            cooling = self.proxy.cooldowns.remaining(backend.id)
+            if cooling <= 0:
+                return 0.0
+            wait = self._cooling_down(backend, cooling)  # 0.0: failed over to the next candidate
+            if wait > 0:
+                return wait
+
+    def _cooling_down(self, backend: Backend, seconds: float) -> float:
+        """A backend some request (here or on another host) saw rate-limited is not called now:
+        fail over to the next candidate, or wait when it is the last one (or this request is
+        already retrying it) and the wait is short enough (``max_silent_wait``, the budget), or
+        give up with 429 and ``Retry-After``."""
+        reason = f"{backend.id} is cooling down for {seconds:.1f}s after {self.proxy.cooldowns.reason(backend.id)}"
+        seen = self.last_error
+        if not (self.call is not None and isinstance(seen, UpstreamError) and seen.backend == backend.id):
+            # Not this request's own answer from this backend (which stays the error to surface).
+            self.last_error = UpstreamError(f"{reason}; try again later", status=429, retry_after=seconds,
+                                            backend=backend.id)
+        shortest = self.shortest_retry_after
+        self.shortest_retry_after = seconds if shortest is None else min(shortest, seconds)
+        can_wait = seconds <= self.proxy.settings.max_silent_wait and seconds < self.remaining()
+        retrying = self.call is not None  # this request already chose to wait for this backend
+        if self._has_next() and not (retrying and can_wait):
+            return self._fail_over(backend, 0.0, reason)
+        if can_wait:
+            log.info("failover: waiting %.1fs before calling %s (%s)", seconds, backend.id, reason)
+            return seconds
+        raise self._give_up(reason)
 
     def _fail_over(self, backend: Backend, wait: float, reason: str) -> float:
         following = self.candidates[self.index + 1]

@@ -2,7 +2,8 @@
 
 One :class:`Proxy` per app. Plugins receive it in ``resolve_backend`` and ``Backend.handle``;
 through it they read their settings (``settings_for``), reach other backends
-(``complete``: the hybrid does this) and use the shared HTTP client (``http``).
+(``complete``: the hybrid does this), use the shared HTTP client (``http``) and the state shared
+with other workers and hosts (``state``, see :mod:`hookproxy.state`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,19 @@ from pydantic import BaseModel
 from .backend import Backend, BackendInstance, ChatCall, HTTPBackend, Reply, UpstreamRequest
 from .backend_hooks import BackendHooks
 from .config import LoadedConfig, Settings
+from .cooldown import Cooldowns
 from .dispatch import expand_candidates
 from .encoding import Decoder, decoder_for
 from .errors import ConfigError, ShuttingDown, UnknownBackend, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from .failover import complete as complete_with_failover
 from .frontend import Frontend
-from .observe import REQUEST_ID_HEADER, Observers
+from .observe import REQUEST_ID_HEADER, Observers, usage_in
 from .plugins import await_all, tracing_hooks
 from .redaction import Redactor, credential_values
+from .roundrobin import RoundRobin
 from .routing import Route, parse_chain
 from .sse import UpstreamStream
+from .state import SharedState, open_state
 from .streamcheck import Judge, openai_started
 from .streamguard import SHUTDOWN_REASON, StreamGuard
 from .transport import AiohttpTransport, HttpxUpstream, UpstreamClient, UpstreamResponse
@@ -71,6 +75,10 @@ class Proxy:
         self.skipped: dict[str, str] = {}
         #: Failover candidates by selector (``dispatch.expand_candidates``); read-only lists.
         self.candidate_cache: dict[str, list[Route]] = {}
+        #: State shared with the other workers and hosts (in this process without ``state:``).
+        self.state: SharedState = open_state(self.settings.state)
+        self.cooldowns = Cooldowns(self.state, enabled=self.settings.learn_cooldowns)
+        self.round_robin = RoundRobin(self.state)
         self._resolve_backends(config.instances)
         self.observers = Observers(pm, self)
         self.frontends: list[Frontend] = []
@@ -183,6 +191,7 @@ class Proxy:
             self.upstream = aiohttp_transport
         else:
             self.upstream = NativeUpstreamClient(ssl_context=ssl_context)
+        await self.state.start()
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
@@ -194,6 +203,7 @@ class Proxy:
             await self._http.aclose()
             self._http = None
         self.transport = None
+        await self.state.aclose()
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -268,10 +278,10 @@ class Proxy:
             body = await _read_body(backend, response, decoder, self.settings.max_response_bytes)
         finally:
             await response.aclose()
-        _check_json(backend, response.status, content_type, body)
+        parsed = _check_json(backend, response.status, content_type, body)
         body = backend.transform_body(call, body)
         return Reply(status=response.status, headers={"content-type": "application/json"}, body=body,
-                     protocol=protocol)
+                     protocol=protocol, usage=usage_in(parsed))
 
     def _redactor(self, backend: HTTPBackend, request: UpstreamRequest) -> Redactor:
         return Redactor([*self.settings.api_keys, backend.api_key(), *credential_values(request.headers)])
@@ -382,14 +392,15 @@ async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Deco
     return body
 
 
-def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> None:
-    """A success must be a JSON object: an HTML page from a load balancer is a 502, not an answer."""
+def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> dict[str, Any]:
+    """A success must be a JSON object: an HTML page from a load balancer is a 502, not an answer.
+    Returns the parsed object (its usage block is read from it: one parse per answer)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         parsed = None
     if isinstance(parsed, dict):
-        return
+        return parsed
     sample = body[:200].decode("utf-8", "replace").strip() or "an empty body"
     raise UpstreamUnreachable(
         f"backend {backend.id!r} answered HTTP {status} ({content_type or 'no content type'}) with something "

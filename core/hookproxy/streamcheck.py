@@ -19,7 +19,7 @@ relayed, and its failure becomes one error event (``relay``): bytes already went
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from .backend import Reply
@@ -150,11 +150,12 @@ async def first_output(reply: Reply, judge: Judge = openai_started) -> Reply:
     assert reply.chunks is not None
     rest = reply.chunks
     pulled = await read_start(reply, judge=judge)
-    reply.chunks = _replay(pulled, rest)
+    reply.chunks = replay(pulled, rest)
     return reply
 
 
-async def _replay(pulled: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def replay(pulled: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Chunks already pulled from a stream, then the rest of it."""
     for chunk in pulled:
         yield chunk
     async for chunk in rest:

@@ -34,6 +34,7 @@ from .failover import Attempts
 from .frontend import OPENAI_CHAT, ClientRequest, Frontend
 from .observe import Trace, usage_in
 from .sse import DONE, encode_comment
+from .streamcheck import replay
 
 log = logging.getLogger("hookproxy")
 
@@ -51,7 +52,7 @@ async def relay(
     first = True
     status = reply.status
     try:
-        source = _replay(head, reply.chunks) if head else reply.chunks
+        source = replay(head, reply.chunks) if head else reply.chunks
         if reply.protocol == OPENAI_CHAT and frontend.protocol == OPENAI_CHAT:
             drop = not client.usage_requested
             async for chunk in source:
@@ -87,13 +88,6 @@ async def _tap_usage(chunks: AsyncIterator[bytes], trace: Trace, client: ClientR
     async for chunk in chunks:
         if _USAGE in chunk:
             _take_usage(chunk, trace, client, drop=False)
-        yield chunk
-
-
-async def _replay(head: Sequence[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    for chunk in head:
-        yield chunk
-    async for chunk in rest:
         yield chunk
 
 

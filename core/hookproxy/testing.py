@@ -10,7 +10,9 @@ Plugin packages opt in with ``pytest_plugins = ["hookproxy.testing"]`` in their 
   whether the client closed a stream before its end (``stream_log``).
 * :func:`serve_app` runs any ASGI app (e.g. a hookproxy) on a free loopback port in a thread.
 * :func:`run_cli_proxy` starts ``python -m hookproxy`` as a subprocess and waits for it.
-* Fixtures: ``fake_upstream``, ``make_fake_upstream``, ``make_proxy`` and ``write_config``.
+* :class:`RedisServer` runs a private ``redis-server`` on a free loopback port (for shared state).
+* Fixtures: ``fake_upstream``, ``make_fake_upstream``, ``make_proxy``, ``write_config`` and
+  ``redis_server``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -372,6 +375,70 @@ def run_cli_proxy(
             process.stdout.close()
 
 
+class RedisServer:
+    """A private ``redis-server`` (the Debian package) on a free loopback port; nothing persisted."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Kill the server (SIGKILL: as abrupt as a crash); ``start`` brings it back on the same port."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def eventually(check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns a truthy value (state spreading between processes)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:g}s")
+        time.sleep(0.02)
+
+
+async def eventually_async(check: Callable[[], Any], *, within: float = 10.0, what: str = "condition") -> Any:
+    """:func:`eventually` for async tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:g}s")
+        await asyncio.sleep(0.02)
+
+
 # --- config and proxy helpers --------------------------------------------------------------------
 
 
@@ -447,6 +514,14 @@ def write_config_fixture(tmp_path: Path) -> Callable[..., Path]:
         return write_config(tmp_path / "config", config, instances)
 
     return write
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for this test (never a shared one); ``.stop()``/``.start()`` it at will."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -10,22 +10,32 @@ Names follow the OpenTelemetry GenAI conventions where one fits (``gen_ai_`` pre
 own. One difference: tokens are a counter (``hookproxy_tokens_total``), not the GenAI
 ``gen_ai.client.token.usage`` histogram, because operators sum tokens per backend and model and a
 counter answers that directly and cheaply.
+
+With ``--workers N`` the page reports the whole server, not the worker that happened to answer:
+the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a private folder before the workers start,
+prometheus-client then keeps every worker's values in files there, and the page sums them
+(``MultiProcessCollector``). In-flight requests are then each worker's count as of its last
+finished request, summed over the live workers.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from hookproxy import Endpoint, Frontend, HTTPRequest, JSONAnswer, Proxy, hookimpl
 from hookproxy.observe import AttemptEnded, RequestEnded
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Set (by the supervisor of ``--workers``) when several processes share one metrics page.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -52,8 +62,14 @@ class ProxyMetrics:
                               "unreachable, bad_stream, refused)", ["backend", "kind"], registry=registry)
         self.failovers = Counter("hookproxy_failovers", "Requests moved away from a backend after a failure",
                                  ["backend"], registry=registry)
-        in_flight = Gauge("hookproxy_requests_in_flight", "Client requests being served", registry=registry)
-        in_flight.set_function(lambda: proxy.observers.in_flight)
+        self.shared = bool(os.environ.get(MULTIPROC_ENV))
+        in_flight = Gauge("hookproxy_requests_in_flight", "Client requests being served", registry=registry,
+                          multiprocess_mode="livesum")
+        if self.shared:
+            self.in_flight: Gauge | None = in_flight  # set as each request ends (one file per worker)
+        else:
+            self.in_flight = None
+            in_flight.set_function(lambda: proxy.observers.in_flight)
         registry.register(BackendStates(proxy))
         self._proxy = weakref.ref(proxy)
         self._models: dict[str, frozenset[str]] = {}  # read on first use: models() may touch files
@@ -75,6 +91,9 @@ class ProxyMetrics:
         return model if model in models else "other"
 
     def observe_request(self, event: RequestEnded) -> None:
+        if self.in_flight is not None:
+            proxy = self._proxy()
+            self.in_flight.set(proxy.observers.in_flight if proxy is not None else 0)
         backend = event.backend or "none"
         model = self.model_label(event.backend, event.model) if event.backend else "none"
         # A stream that failed after its first byte was sent with 200: count it apart.
@@ -127,7 +146,13 @@ class MetricsPage(Frontend):
 
     def endpoints(self) -> list[Endpoint]:
         async def page(_request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
-            return JSONAnswer(raw=generate_latest(_metrics[proxy].registry), content_type=CONTENT_TYPE)
+            metrics = _metrics[proxy]
+            registry = metrics.registry
+            if metrics.shared:  # every worker's values, read from the shared folder
+                registry = CollectorRegistry()
+                MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+                registry.register(BackendStates(proxy))
+            return JSONAnswer(raw=generate_latest(registry), content_type=CONTENT_TYPE)
 
         return [Endpoint("GET", "/metrics", page)]
 

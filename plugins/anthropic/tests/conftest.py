@@ -44,8 +44,10 @@ def backends(openai_up: FakeUpstream, claude_up: FakeAnthropicUpstream) -> dict[
 
 
 def config(openai_up: FakeUpstream, claude_up: FakeAnthropicUpstream, **overrides: Any) -> dict[str, Any]:
+    # Tests here replay rate limits against one backend in turn (and share a proxy per module):
+    # each must reach the upstream, so the proxy does not keep a learned Retry-After cooldown.
     return {"default_backend": "up", "auth": {"api_keys": [KEY]}, "backends": backends(openai_up, claude_up),
-            **overrides}
+            "failure_handling": {"learn_cooldowns": False}, **overrides}
 
 
 @pytest.fixture(scope="session")

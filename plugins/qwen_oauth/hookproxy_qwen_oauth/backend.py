@@ -27,7 +27,7 @@ from hookproxy import (
 from .credentials import default_path
 from .oauth import TokenManager
 from .payload import add_think_switch, clean_payload
-from .ratelimit import Backoff
+from .ratelimit import BACKOFF_TABLE, Backoff
 from .settings import DEFAULT_API_BASE, GATE_FLAG, GATE_KEY, QwenOAuthExtra, QwenOAuthSettings
 
 log = logging.getLogger("hookproxy.qwen_oauth")
@@ -69,9 +69,10 @@ class QwenOAuthBackend(HTTPBackend):
         self.proxy = proxy
         self.credentials_path = default_path(extra.credentials_path)
         self.tokens = TokenManager(
-            self.credentials_path, extra.token_url, lambda: proxy.http, timeout=extra.refresh_timeout_seconds
+            self.credentials_path, extra.token_url, lambda: proxy.http, timeout=extra.refresh_timeout_seconds,
+            state=proxy.state,
         )
-        self.backoff = Backoff()
+        self.backoff = Backoff(proxy.state.table(BACKOFF_TABLE), instance.id)
         #: How the connector-wide backoff waits; tests replace it to observe waits without sleeping.
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.user_agent = extra.user_agent or official_user_agent()

@@ -11,6 +11,9 @@ Why it looks like this (it follows what the official Qwen client does):
   (and rotate) the refresh token again.
 * A dead refresh token (400/401) is reported as "run `qwen auth`" and remembered until the file
   changes; the file is never deleted or rewritten on failure.
+* Across hosts (each with its own copy of the file), :mod:`.handoff` adds a shared lock around
+  the refresh and hands the new token to the other hosts, which adopt it (and save it to their
+  own file) instead of refreshing the already rotated token again.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from typing import Any
 
 import httpx
 
-from hookproxy import AuthenticationFailed, ProxyError
+from hookproxy import AuthenticationFailed, ProxyError, SharedState
+from hookproxy.state import InProcessState
 
 from . import credentials as creds_file
 from . import lockfile
 from .credentials import Credentials, Snapshot
+from .handoff import TokenHandoff
 
 log = logging.getLogger("hookproxy.qwen_oauth")
 
@@ -75,6 +80,7 @@ class TokenManager:
         timeout: float = 30.0,
         check_interval: float = CHECK_INTERVAL,
         lock_rules: lockfile.LockRules = lockfile.DEFAULT_RULES,
+        state: SharedState | None = None,
     ) -> None:
         self.path = path
         self.lock_path = lockfile.lock_path_for(path)
@@ -89,6 +95,7 @@ class TokenManager:
         self._dead_mtime: int | None = None
         self._dead = False
         self._lock: asyncio.Lock | None = None
+        self.handoff = TokenHandoff(state if state is not None else InProcessState())
 
     # --- reading --------------------------------------------------------------------------
 
@@ -147,6 +154,9 @@ class TokenManager:
         """A usable token. ``reload`` re-reads the file; ``rejected`` is a token upstream refused."""
         snapshot = await self.load(force=reload or rejected is not None or self._dead)
         current = self._usable(snapshot)
+        newer = self.handoff.newer(current)
+        if newer is not None and newer.get("access_token") != current.access_token:
+            current = await self._adopt(current, newer)
         if not current.is_expired() and current.access_token != rejected:
             return current
         if self._lock is None:
@@ -175,9 +185,30 @@ class TokenManager:
             if not current.is_expired() and current.access_token != rejected:
                 log.info("qwen-oauth: using the token another process refreshed in %s", self.path)
                 return current
-            return await self._refresh(current)
+            async with self.handoff.lock(current, hold=self._timeout + 5) as held:
+                newer = await self.handoff.newer_shared(current)
+                if newer is not None and newer.get("access_token") != current.access_token:
+                    return await self._adopt(current, newer, locked=True)
+                if not held:
+                    return self._fallback(current, "another host held the shared refresh lock too long")
+                new = await self._refresh(current)
+                if new.access_token != current.access_token:
+                    await self.handoff.publish(current, new)
+                return new
         finally:
             await asyncio.to_thread(lockfile.release, self.lock_path, lock_id)
+
+    async def _adopt(self, current: Credentials, fields: dict[str, Any], *, locked: bool = False) -> Credentials:
+        """Use (and save to this host's file) the token another host refreshed from ``current``."""
+        data = {**current.raw, **fields}
+        new = creds_file.parse(data, self.path)
+        mtime = await asyncio.to_thread(_save_if_unchanged, self.path, self.lock_path, self.lock_rules,
+                                        current.refresh_token, data, locked)
+        self._snapshot = Snapshot(new, None, mtime if mtime is not None else
+                                  (self._snapshot.mtime_ns if self._snapshot else None))
+        self._last_check = time.monotonic()
+        log.info("qwen-oauth: using the token another host refreshed; saved it to %s", self.path)
+        return new
 
     async def _refresh(self, current: Credentials) -> Credentials:
         try:
@@ -246,3 +277,29 @@ def _check_reply(reply: Any) -> dict[str, Any]:
     if isinstance(expires, bool) or not isinstance(expires, int | float):
         raise _RefreshUnavailable("token endpoint reply has no numeric expires_in")
     return reply
+
+
+def _save_if_unchanged(path: Path, lock_path: Path, rules: lockfile.LockRules, old_refresh_token: str,
+                       data: dict[str, Any], locked: bool) -> int | None:
+    """Write ``data`` unless the file no longer holds ``old_refresh_token`` (the CLI moved on).
+
+    Takes the CLI's lock file unless the caller holds it; returns the new mtime, or ``None``
+    when nothing was written (the token is then used from memory).
+    """
+    lock_id = None
+    if not locked:
+        try:
+            lock_id = lockfile.acquire(lock_path, rules)
+        except lockfile.LockTimeout:
+            return None
+    try:
+        on_disk = creds_file.read(path).credentials
+        if on_disk is not None and on_disk.refresh_token != old_refresh_token:
+            return None
+        return creds_file.write_atomic(path, data)
+    except OSError as exc:
+        log.error("qwen-oauth: could not save the handed-over token to %s (%s)", path, type(exc).__name__)
+        return None
+    finally:
+        if lock_id is not None:
+            lockfile.release(lock_path, lock_id)

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from hookproxy import UpstreamError
+from hookproxy import Table, UpstreamError
 
 from .settings import QwenOAuthExtra
 
 log = logging.getLogger("hookproxy.qwen_oauth")
 
 _QUOTA_CODES = ("insufficient_quota", "quota_exceeded")
+#: The shared-state table of connector-wide backoffs, keyed by instance id.
+BACKOFF_TABLE = "qwen-oauth-backoff"
 
 
 def _quota_in(obj: Any) -> bool:
@@ -91,15 +92,21 @@ def retry_wait(
 
 
 class Backoff:
-    """A connector-wide "do not send before" deadline on the monotonic clock."""
+    """A connector-wide "do not send before" deadline, shared by every worker and host.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.until = 0.0
+    It lives in the proxy's shared state: reading it is a local lookup; recording it (an error
+    path, from the synchronous ``on_rate_limit`` hook) applies at once here and is written to
+    the other processes in the background.
+    """
+
+    def __init__(self, table: Table, key: str) -> None:
+        self._table = table
+        self._key = key
 
     def record(self, wait: float) -> None:
-        self.until = max(self.until, self._clock() + wait)
+        if wait > self.remaining():
+            self._table.set_soon(self._key, round(wait, 3), ttl=wait)
         log.debug("Qwen OAuth connector-wide rate-limit backoff recorded: wait=%.2fs", wait)
 
     def remaining(self) -> float:
-        return max(0.0, self.until - self._clock())
+        return self._table.seconds_left(self._key) if self._table else 0.0

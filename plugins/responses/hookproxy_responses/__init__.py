@@ -21,7 +21,7 @@ from hookproxy import Frontend, Proxy, hookimpl
 
 from .frontend import PROTOCOL, ResponsesFrontend
 from .settings import ResponsesSettings
-from .store import MemoryStore, ResponseStore
+from .store import MemoryStore, ResponseStore, SharedStore
 
 __all__ = ["PROTOCOL", "MemoryStore", "ResponseStore", "ResponsesFrontend", "ResponsesSettings"]
 
@@ -34,6 +34,9 @@ def settings_model() -> type[BaseModel]:
 @hookimpl
 def register_frontends(register: Callable[[Frontend], None], proxy: Proxy) -> None:
     settings = proxy.settings_for(ResponsesSettings)
-    store = MemoryStore(settings.responses_store_max_entries, settings.responses_store_max_age) \
-        if settings.responses_store else None
+    store: ResponseStore | None = None
+    if settings.responses_store and proxy.state.shared:  # every worker and host sees every response
+        store = SharedStore(proxy.state, settings.responses_store_max_age)
+    elif settings.responses_store:
+        store = MemoryStore(settings.responses_store_max_entries, settings.responses_store_max_age)
     register(ResponsesFrontend(settings, store))

@@ -6,7 +6,9 @@ kept under its id. Items are kept in the Responses shape, not the canonical one,
 request translates them with its own tools, exactly like a client that resends its history.
 
 :class:`ResponseStore` is the small interface a shared store (across processes) implements;
-:class:`MemoryStore` is the in-process one, bounded by entry count and age.
+:class:`MemoryStore` is the in-process one, bounded by entry count and age; :class:`SharedStore`
+keeps responses in the proxy's shared state (``state: redis://...``), so a conversation started
+through one worker or host continues through any other.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from hookproxy import SharedState
 
 
 class ResponseStore(Protocol):
@@ -58,3 +62,18 @@ class MemoryStore:
             if now - saved_at <= self.max_age:
                 break
             del self._entries[oldest_id]
+
+
+class SharedStore:
+    """Responses in the shared state for ``max_age`` seconds (Redis expires them; no count bound)."""
+
+    def __init__(self, state: SharedState, max_age: float) -> None:
+        self._state = state
+        self.max_age = max_age
+
+    async def load(self, response_id: str) -> list[dict[str, Any]] | None:
+        items = await self._state.fetch("responses:" + response_id)
+        return items if isinstance(items, list) else None
+
+    async def save(self, response_id: str, items: list[dict[str, Any]]) -> None:
+        await self._state.put("responses:" + response_id, items, ttl=self.max_age)

@@ -68,7 +68,10 @@ def backend(upstream: FakeUpstream, **extra: Any) -> dict[str, Any]:
 def proxy_url(_fake_upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """hookproxy (CLI) whose default backend ``up`` is the session's fake upstream (use the
     ``fake_upstream`` fixture in a test to reset and script it); one process per test module."""
-    config = {"default_backend": "up", "backends": {"up": backend(_fake_upstream_server)}}
+    # Tests replay rate limits against `up` in turn through this one proxy: each must reach the
+    # upstream, so the proxy keeps no learned Retry-After cooldown.
+    config = {"default_backend": "up", "backends": {"up": backend(_fake_upstream_server)},
+              "failure_handling": {"learn_cooldowns": False}}
     with start_cli_proxy(tmp_path_factory.mktemp("proxy"), config) as (url, _process):
         yield url
 
