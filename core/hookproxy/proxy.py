@@ -382,6 +382,9 @@ async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Deco
     """A success body, refused (502, failing over at once) when it is over ``limit`` bytes."""
     declared = response.headers.get("content-length", "")
     too_large = decoder is None and declared.isdigit() and int(declared) > limit
+    if decoder is None and declared.isdigit() and not too_large:
+        # The length is known and within the cap: one read, no async generator per answer.
+        return await _read_declared(backend, response)
     if not too_large:
         body, too_large = await _read_all(backend, response, limit, decoder)
     if too_large:
@@ -390,6 +393,17 @@ async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Deco
         error.fail_over_at_once = True  # type: ignore[attr-defined]
         raise error
     return body
+
+
+async def _read_declared(backend: Backend, response: UpstreamResponse) -> bytes:
+    """A body whose Content-Length was checked against the cap: read at once, errors mapped as
+    ``_iterate`` maps them (the framing stops the read at the declared length)."""
+    try:
+        return await response.read()
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id) from exc
 
 
 def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> dict[str, Any]:
