@@ -74,7 +74,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._header_count = 0
+        # One clock per connection, moved lazily: arming records a deadline and reuses the
+        # scheduled handle when it fires no later; disarming only forgets the deadline. A request
+        # thus costs no timer scheduling or cancelling (the handle wakes once per timeout period).
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline: float | None = None
+        self._on_deadline: Any = None
 
     # --- connections ---------------------------------------------------------------------
 
@@ -101,7 +107,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         self.pool.count -= 1
         self._set_idle(False)
-        self._disarm()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def _set_idle(self, idle: bool) -> None:
@@ -128,9 +137,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.logger.warning(msg)
                 self.send_400_response(msg)
             return
-        if self._in_head and not self.transport.is_closing():
+        if self._in_head:
             self._head_bytes += len(data)
-            if self._head_bytes > self.settings.max_header_bytes:
+            if self._head_bytes > self.settings.max_header_bytes and not self.transport.is_closing():
                 self._reject(431, f"the request head is over the {self.settings.max_header_bytes}-byte limit "
                                   "(max_header_bytes)", "request_header_too_large")
 
@@ -138,7 +147,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._header_count = 0
-        if self._timer is None:
+        if self._deadline is None:
             self._arm(self.settings.header_timeout, self._head_timed_out)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -170,16 +179,33 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # --- clocks ------------------------------------------------------------------------------
 
     def _arm(self, seconds: float, callback: Any) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, callback)
+        deadline = self.loop.time() + seconds
+        self._deadline = deadline
+        self._on_deadline = callback
+        timer = self._timer
+        if timer is None or self._timer_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._tick)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
+
+    def _tick(self) -> None:
+        """The handle fired: run the callback if its deadline has passed, else wait on for it."""
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._tick)
+            return
+        self._deadline = None
+        self._on_deadline()
 
     def _head_timed_out(self) -> None:
-        self._timer = None
         if not self._in_head or self.transport.is_closing():
             return
         if self._head_bytes:
@@ -189,7 +215,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # a socket that never sent a byte gets no answer
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         cycle = self.cycle
         if cycle is None or not cycle.more_body or self.transport.is_closing():
             return
