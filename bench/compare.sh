@@ -7,7 +7,8 @@
 # Each argument is NAME=REF[:FLAGS]: a snapshot of REF's core/ and plugins/ (git archive, first on
 # PYTHONPATH, as run.sh does) started with bench/config/config.yaml plus FLAGS. The direct floor
 # runs too. REPEATS (default 3), MAX_SECONDS, LOAD_ARGS, PROXY_CPUS, LOADGEN_CPUS pass through to
-# run_baseline.sh; tables land in results/<timestamp>/tables.md.
+# run_baseline.sh; tables land in results/<timestamp>/tables.md. NAME_ENV (upper-cased NAME), when
+# set, is put before the command as environment assignments, e.g. B_ENV="PYTHONMALLOC=malloc".
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -33,7 +34,8 @@ for spec in "$@"; do
   done
   T=${name^^}
   export "${T}_URL=http://127.0.0.1:$port" "${T}_MODEL=fake" "${T}_KEY=sk-bench"
-  export "${T}_CMD=PYTHONPATH=$pypath exec $PY -m hookproxy --config $CONFIG --port $port $flags"
+  envvar=${T}_ENV
+  export "${T}_CMD=PYTHONPATH=$pypath ${!envvar:-} exec $PY -m hookproxy --config $CONFIG --port $port $flags"
   echo "$name: $ref ($(git -C "$REPO" rev-parse --short "$ref")) $flags" | tee -a "$OUT/compare.txt"
   targets="$targets $name"
   port=$((port + 1))
