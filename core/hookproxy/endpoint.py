@@ -49,6 +49,7 @@ _EVENT_STREAM = EVENT_STREAM.encode()
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
 #: Milliseconds the proxy itself spent on a request (upstream time and retry waits excluded).
 OVERHEAD_HEADER = "x-hookproxy-overhead-ms"
+_OVERHEAD = OVERHEAD_HEADER.encode()
 #: Headers of a stream committed before its backend was known (the backend is named in a comment).
 _COMMITTED_HEADERS = {"cache-control": "no-cache", "x-hookproxy-failover": "waiting"}
 
@@ -410,8 +411,14 @@ async def respond(
             await _fail(send, error, frontend, trace)
             return
         content_type = "application/json"
-    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", str(len(body)).encode())]
-    raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
+    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", b"%d" % len(body))]
+    if any(name.lower().startswith("x-hookproxy-") for name in reply.headers):  # a plugin's own
+        raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
+    else:
+        raw_headers += ((b"x-hookproxy-backend", header_value(reply.backend)),
+                        (b"x-hookproxy-model", header_value(reply.model)),
+                        (_REQUEST_ID, trace.request_id.encode()),  # a safe token (new_request_id)
+                        (_OVERHEAD, b"%.2f" % (trace.overhead() * 1000)))
     trace.first_byte = trace.elapsed()
     await send_json(send, reply.status, body, raw_headers)
     trace.end(reply.status)

@@ -174,7 +174,7 @@ class RequestEnded:
     failovers: int
 
 
-Observer = Callable[[Any], object]
+Observer = Callable[..., object]
 
 
 class Observers:
@@ -198,7 +198,7 @@ class Observers:
     def _fire(self, observers: list[tuple[str, Observer]], event: object) -> None:
         for name, observer in observers:
             try:
-                observer(event)
+                observer(event=event)
             except Exception:  # noqa: BLE001 - an observer must never break a request
                 if name not in self._failed:
                     self._failed.add(name)
@@ -206,19 +206,14 @@ class Observers:
 
 
 def _impls(pm: pluggy.PluginManager, hook_name: str, proxy: object) -> list[tuple[str, Observer]]:
-    """Each implementation as a one-argument callable (``proxy`` bound when it asks for it)."""
+    """Each implementation as a callable taking ``event=`` (``proxy`` bound when it asks for it)."""
     observers: list[tuple[str, Observer]] = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         function = impl.function
         if "proxy" in impl.argnames:
-            observers.append((impl.plugin_name, functools.partial(_with_proxy, function, proxy)))
-        else:
-            observers.append((impl.plugin_name, function))
+            function = functools.partial(function, proxy=proxy)
+        observers.append((impl.plugin_name, function))
     return observers
-
-
-def _with_proxy(function: Callable[..., object], proxy: object, event: object) -> object:
-    return function(event=event, proxy=proxy)
 
 
 class Trace:
