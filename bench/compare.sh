@@ -2,6 +2,7 @@
 # Compare hookproxy builds or settings in ONE interleaved run (same machine state, same floor).
 #
 #   bench/compare.sh before=86f52cf after=HEAD
+#   bench/compare.sh aiohttp main=main    # "aiohttp" adds the naive FastAPI+aiohttp yardstick
 #   bench/compare.sh obs_off=HEAD:--no-metrics obs_on="HEAD:--access-log json"
 #
 # Each argument is NAME=REF[:FLAGS]: a snapshot of REF's core/ and plugins/ (git archive, first on
@@ -22,6 +23,13 @@ mkdir -p "$OUT"
 targets="direct"
 port=9400
 for spec in "$@"; do
+  if [ "$spec" = aiohttp ]; then  # the naive FastAPI+aiohttp proxy: the yardstick of the targets
+    AIOHTTP_PORT=${AIOHTTP_PORT:-9010}
+    export AIOHTTP_URL=http://127.0.0.1:$AIOHTTP_PORT
+    export AIOHTTP_CMD="UPSTREAM_BASE=http://127.0.0.1:${UPSTREAM_PORT:-8001} UPSTREAM_API_KEY=sk-fake exec $HERE/.venv-bench/bin/uvicorn naive_proxy_aiohttp:app --host 127.0.0.1 --port $AIOHTTP_PORT --loop uvloop --http httptools --no-access-log --log-level warning --workers 1"
+    targets="$targets aiohttp"
+    continue
+  fi
   name=${spec%%=*}; rest=${spec#*=}; ref=${rest%%:*}; flags=""
   [[ "$rest" == *:* ]] && flags=${rest#*:}
   [[ "$name" =~ ^[a-z][a-z0-9_]*$ ]] || { echo "bad target name $name (lower case, digits, _)" >&2; exit 2; }
