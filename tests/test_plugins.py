@@ -357,7 +357,8 @@ def test_the_readme_plugin_works_as_written(tmp_path, fake_upstream):
 
 class Reverse(hookproxy.Frontend):
     """A test protocol: ``{"model", "say"}`` in, ``{"said"}`` out (reversed), its own error shape,
-    and an endpoint sharing ``GET /v1/models`` only when the ``x-reverse`` header is sent."""
+    and endpoints sharing ``GET /v1/models`` and ``/v1/models/{id}`` only when the ``x-reverse``
+    header is sent."""
 
     name = "reverse"
     protocol = "reverse-protocol"
@@ -385,7 +386,14 @@ class Reverse(hookproxy.Frontend):
         async def models(request, proxy):
             return hookproxy.JSONAnswer({"reversed": [model[::-1] for model, _, _ in proxy.routable_models()]})
 
-        return [hookproxy.Endpoint("GET", "/v1/models", models, when=lambda request: "x-reverse" in request.headers)]
+        async def model(request, proxy):
+            return hookproxy.JSONAnswer({"reversed": request.path[len("/v1/models/"):][::-1]})
+
+        def reverse(request):
+            return "x-reverse" in request.headers
+
+        return [hookproxy.Endpoint("GET", "/v1/models", models, when=reverse),
+                hookproxy.Endpoint("GET", "/v1/models/", model, when=reverse, prefix=True)]
 
 
 class ReversePlugin:
@@ -411,9 +419,12 @@ def test_hook_register_frontends(proxy_for, fake_upstream):
         assert client.get("/v1/reverse").status_code == 405
         assert client.get("/v1/models", headers={"x-reverse": "1"}).json() == {"reversed": ["1m:pu", "2m:pu"]}
         assert client.get("/v1/models").json()["object"] == "list"  # the core's own list without the header
+        assert client.get("/v1/models/up:vendor/m1", headers={"x-reverse": "1"}).json() == {"reversed": "1m/rodnev:pu"}
+        assert client.get("/v1/models/up:m1").json()["object"] == "model"  # the core's own, without the header
     unauthorized = httpx.post(running.url + "/v1/reverse", json={"model": "m1", "say": "x"})
     assert unauthorized.status_code == 401 and "invalid or missing proxy API key" in unauthorized.json()["failure"]
     assert httpx.get(running.url + "/v1/models", headers={"x-reverse": "1"}).status_code == 401
+    assert httpx.get(running.url + "/v1/models/up:m1", headers={"x-reverse": "1"}).status_code == 401
 
 
 class LookupReverse(Reverse):

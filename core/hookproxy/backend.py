@@ -43,6 +43,9 @@ class BackendInstance:
     api_key: str | None = field(default=None, repr=False)  # never in a log line or trace
     models: tuple[str, ...] = ()
     timeout: float | None = None
+    #: The most output tokens this backend's model accepts: a larger ``max_tokens`` or
+    #: ``max_completion_tokens`` from a client is lowered to it (``None``: sent as asked).
+    max_output_tokens: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     source: Path | None = None
     synthesized: bool = False

@@ -196,6 +196,7 @@ class _InstanceConfig(BaseModel):
     api_key: str | None = None
     models: list[str] = Field(default_factory=list)
     timeout: float | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("api_url")
@@ -203,6 +204,14 @@ class _InstanceConfig(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("max_output_tokens", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        # YAML's `true` would otherwise pass as the integer 1 and cap every answer at one token.
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number of tokens, not true/false")
         return value
 
 
@@ -407,6 +416,7 @@ def _instance(
         api_key=parsed.api_key,
         models=tuple(parsed.models),
         timeout=parsed.timeout,
+        max_output_tokens=parsed.max_output_tokens,
         extra=parsed.extra,
         source=source,
         api_key_env=env_names(raw.get("api_key")) if isinstance(raw, dict) else (),

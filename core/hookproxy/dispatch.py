@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 def request_body(
     body: dict[str, Any], route: Route, defaults: Mapping[str, Mapping[str, Any]] | None = None,
-    backend_id: str = "",
+    backend_id: str = "", max_output_tokens: int | None = None,
 ) -> dict[str, Any]:
     """The body one backend gets: ``model_defaults`` for fields the client did not send, the
-    client's fields, the upstream model, URI params on top."""
+    client's fields, the upstream model, URI params on top, and the output-token fields lowered
+    to the backend's ``max_output_tokens`` when it has one."""
     prepared = dict(body)
     if defaults:
         for key, value in defaults_for(defaults, route, backend_id).items():
@@ -32,7 +33,27 @@ def request_body(
                 prepared[key] = value
     prepared["model"] = route.model
     prepared.update(route.params)
+    if max_output_tokens is not None:
+        cap_output_tokens(prepared, max_output_tokens)
     return prepared
+
+
+#: The canonical body's fields that bound the answer's length (OpenAI's old and new name).
+OUTPUT_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+def cap_output_tokens(body: dict[str, Any], cap: int) -> None:
+    """Lower ``max_tokens`` / ``max_completion_tokens`` above ``cap`` to it, in place.
+
+    Clients ask for what their favourite model allows (Claude Code sends 32000), and a backend
+    whose model allows less refuses the whole request with a 400; answering with at most ``cap``
+    tokens serves it. A smaller value the client asked for is kept, and a value that is not an
+    integer is left for the upstream to judge.
+    """
+    for key in OUTPUT_TOKEN_FIELDS:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            body[key] = cap
 
 
 def defaults_for(defaults: Mapping[str, Mapping[str, Any]], route: Route, backend_id: str) -> dict[str, Any]:

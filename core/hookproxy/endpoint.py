@@ -185,9 +185,15 @@ class FrontendMiddleware:
         self.authenticate = authenticate
         self.paths: dict[str, Frontend] = {path: frontend for frontend in proxy.frontends for path in frontend.paths}
         self.endpoints: dict[tuple[str, str], list[tuple[Endpoint, Frontend]]] = {}
+        #: ``prefix`` endpoints, looked at only for a path no exact endpoint or front end serves.
+        self.prefix_endpoints: list[tuple[Endpoint, Frontend]] = []
         for frontend in proxy.frontends:
             for endpoint in frontend.endpoints():
-                self.endpoints.setdefault((endpoint.method.upper(), endpoint.path), []).append((endpoint, frontend))
+                if endpoint.prefix:
+                    self.prefix_endpoints.append((endpoint, frontend))
+                else:
+                    key = (endpoint.method.upper(), endpoint.path)
+                    self.endpoints.setdefault(key, []).append((endpoint, frontend))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,7 +213,9 @@ class FrontendMiddleware:
         send = _with_request_id(send, request_id)
         try:
             candidates = self.endpoints.get((scope["method"], scope["path"]))
-            if candidates is None or not await self._endpoint(candidates, scope, receive, send):
+            if candidates is None and self.prefix_endpoints:
+                candidates = self._under_prefix(scope["method"], scope["path"])
+            if not candidates or not await self._endpoint(candidates, scope, receive, send):
                 await self.app(scope, receive, send)
         finally:
             REQUEST_ID.reset(token)
@@ -276,6 +284,12 @@ class FrontendMiddleware:
         return client, attempts, step
 
     # --- extra endpoints -------------------------------------------------------------------
+
+    def _under_prefix(self, method: str, path: str) -> list[tuple[Endpoint, Frontend]]:
+        """The ``prefix`` endpoints whose path ``path`` extends (by at least one character)."""
+        return [(endpoint, frontend) for endpoint, frontend in self.prefix_endpoints
+                if endpoint.method.upper() == method and len(path) > len(endpoint.path)
+                and path.startswith(endpoint.path)]
 
     async def _endpoint(
         self, candidates: list[tuple[Endpoint, Frontend]], scope: Scope, receive: Receive, send: Send

@@ -95,7 +95,8 @@ class Attempts:
             backend = proxy.lookup(route.backend or "")
             call = self.call
             if call is None:
-                body = request_body(self.body, route, proxy.settings.model_defaults, backend.id)
+                body = request_body(self.body, route, proxy.settings.model_defaults, backend.id,
+                                    backend.instance.max_output_tokens)
                 call = self.call = ChatCall(body=body, route=route, stream=self.stream, client=self.client,
                                              request_id=self.trace.request_id if self.trace else "")
             has_next = self._has_next()

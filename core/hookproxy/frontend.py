@@ -127,6 +127,9 @@ class Endpoint:
     ``anthropic-version`` header; an endpoint without ``when`` always matches. ``public``
     endpoints skip proxy auth (a connection warm-up ``HEAD /`` that reveals nothing).
     ``json_body`` endpoints get the request body parsed (size-limited like every body).
+    ``prefix`` endpoints serve every longer path under ``path`` (``/v1/models/`` and a model
+    id, which may hold slashes); the handler reads the rest from ``request.path``. A path that
+    an exact endpoint serves never reaches a prefix one.
     """
 
     method: str
@@ -135,6 +138,7 @@ class Endpoint:
     when: Callable[[HTTPRequest], bool] | None = None
     public: bool = False
     json_body: bool = False
+    prefix: bool = False
 
 
 class Frontend:

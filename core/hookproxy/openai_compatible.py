@@ -2,9 +2,10 @@
 
 It is registered through the core's own ``hookproxy`` entry point, exactly like a third-party
 plugin, and doubles as the smallest example of one. Instance keys: ``api_url`` (required),
-``api_key`` (sent as ``Authorization: Bearer``), ``models``, ``timeout``; ``extra.headers`` adds
-fixed headers to every upstream request; ``extra.stream_usage: false`` stops the proxy from
-asking for the usage chunk on streams (it keeps that chunk from clients that did not ask).
+``api_key`` (sent as ``Authorization: Bearer``), ``models``, ``timeout``, ``max_output_tokens``
+(applied by the core); ``extra.headers`` adds fixed headers to every upstream request;
+``extra.stream_usage: false`` stops the proxy from asking for the usage chunk on streams (it
+keeps that chunk from clients that did not ask).
 """
 
 from __future__ import annotations

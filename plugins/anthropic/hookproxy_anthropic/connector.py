@@ -41,7 +41,7 @@ from hookproxy.upstream_errors import error_from_parts
 
 from .from_messages import anthropic_error, chat_chunks, chat_completion
 from .protocol import ANTHROPIC, DEFAULT_VERSION, loads
-from .to_messages import to_messages
+from .to_messages import MIN_BUDGET, to_messages
 
 CONNECTOR = "anthropic"
 #: The selector's URI parameters that mean the same in Anthropic's body.
@@ -65,6 +65,9 @@ class AnthropicBackend(HTTPBackend):
     def __init__(self, instance: BackendInstance, extra: AnthropicExtra) -> None:
         super().__init__(instance)
         self.extra = extra
+        cap = instance.max_output_tokens
+        #: max_tokens for chat clients that send none, within the instance's max_output_tokens.
+        self.default_max_tokens = extra.default_max_tokens if cap is None else min(extra.default_max_tokens, cap)
 
     def health(self) -> Health:
         if self.instance.api_key == "":
@@ -92,11 +95,14 @@ class AnthropicBackend(HTTPBackend):
 
     def request_body(self, call: ChatCall) -> dict[str, Any]:
         if not self.native(call):
-            return to_messages(call.body, self.extra.default_max_tokens)
+            return to_messages(call.body, self.default_max_tokens)
         assert call.client is not None and call.client.native is not None
         body = dict(call.client.native)
         body["model"] = call.body["model"]
         body.update({key: call.route.params[key] for key in NATIVE_PARAMS if key in call.route.params})
+        cap = self.instance.max_output_tokens
+        if cap is not None:
+            _cap_max_tokens(body, cap)
         messages = body.get("messages")
         if isinstance(messages, list) and any(_unsigned_thinking(message) for message in messages):
             body["messages"] = [_without_unsigned_thinking(message) for message in messages]
@@ -138,6 +144,30 @@ class AnthropicBackend(HTTPBackend):
             return int(data["input_tokens"])
         raise error_from_parts(self.id, 502, response.headers, response.content,
                                message="count_tokens answered without input_tokens")
+
+
+def _cap_max_tokens(body: dict[str, Any], cap: int) -> None:
+    """Lower a client's ``max_tokens`` above the instance's ``max_output_tokens`` to it, in place.
+
+    The core caps the canonical body; a native body is the client's own, so it is capped here.
+    Anthropic wants a thinking budget below ``max_tokens`` and of at least 1024 tokens: a budget
+    the cap leaves no room for is lowered, and thinking is turned off when not even the minimum
+    fits (as for a translated request), rather than the upstream refusing the whole request.
+    """
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens <= cap:
+        return
+    body["max_tokens"] = cap
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        return
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < cap:
+        return
+    if cap - 1 >= MIN_BUDGET:
+        body["thinking"] = {**thinking, "budget_tokens": cap - 1}
+    else:
+        del body["thinking"]
 
 
 def _unsigned_thinking(message: Any) -> bool:

@@ -1,9 +1,9 @@
 """The Anthropic Messages front end: ``POST /v1/messages`` and the routes Anthropic clients call.
 
 Claude Code sends ``HEAD /`` (a warm-up), then ``POST /v1/messages?beta=true`` per turn;
-interactive sessions also call ``POST /v1/messages/count_tokens``. ``GET /v1/models`` answers in
-Anthropic's shape when the request carries ``anthropic-version`` (the core's OpenAI list
-otherwise). The core does auth, routing, failover and streaming; this module only translates.
+interactive sessions also call ``POST /v1/messages/count_tokens``. ``GET /v1/models`` and
+``GET /v1/models/{id}`` answer in Anthropic's shape when the request carries ``anthropic-version``
+(the core's OpenAI ones otherwise). The core does auth, routing, failover and streaming; this module only translates.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class MessagesFrontend(Frontend):
     def endpoints(self) -> Sequence[Endpoint]:
         return (
             Endpoint("POST", "/v1/messages/count_tokens", _count_tokens, json_body=True),
-            Endpoint("GET", "/v1/models", _models, when=lambda request: "anthropic-version" in request.headers),
+            Endpoint("GET", "/v1/models", _models, when=_anthropic_client),
+            Endpoint("GET", MODEL_PREFIX, _model, when=_anthropic_client, prefix=True),
             Endpoint("HEAD", "/", _warm_up, public=True),
         )
 
@@ -158,12 +159,33 @@ async def _count_tokens(request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
     return JSONAnswer(await count_tokens(proxy, body, dict(request.headers)))
 
 
+#: ``GET /v1/models/{id}``: the model id is the rest of the path.
+MODEL_PREFIX = "/v1/models/"
+#: A model's ``created_at``: routable ids have no release date, so the epoch stands in.
+CREATED_AT = datetime.fromtimestamp(0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _anthropic_client(request: HTTPRequest) -> bool:
+    """Anthropic's SDKs and Claude Code send ``anthropic-version`` on every request; OpenAI's never do."""
+    return "anthropic-version" in request.headers
+
+
+def _model_object(model_id: str) -> dict[str, Any]:
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": CREATED_AT}
+
+
 async def _models(request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
-    created = datetime.fromtimestamp(0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data = [{"type": "model", "id": model_id, "display_name": model_id, "created_at": created}
-            for model_id, _backend, _model in proxy.routable_models()]
+    data = [_model_object(model_id) for model_id, _backend, _model in proxy.routable_models()]
     return JSONAnswer({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
                        "last_id": data[-1]["id"] if data else None})
+
+
+async def _model(request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
+    model_id = request.path[len(MODEL_PREFIX):]
+    if any(model_id == listed for listed, _backend, _model in proxy.routable_models()):
+        return JSONAnswer(_model_object(model_id))
+    raise ProxyError(f"model {model_id!r} is not listed by any usable backend; GET /v1/models lists them",
+                     status=404, type="invalid_request_error", param="model", code="model_not_found")
 
 
 async def _warm_up(request: HTTPRequest, proxy: Proxy) -> JSONAnswer:

@@ -165,6 +165,24 @@ def test_models_in_anthropic_shape_with_anthropic_version_and_a_public_warm_up(c
     assert httpx.head(proxy_url + "/").status_code == 200
 
 
+def test_one_model_in_anthropic_shape_and_an_unknown_one_is_anthropics_404(client, proxy_url):
+    model = client.models.retrieve("claude:claude-fake")
+    assert (model.type, model.id, model.display_name) == ("model", "claude:claude-fake", "claude:claude-fake")
+    assert model.created_at.year == 1970
+    assert client.beta.models.retrieve("up:gpt-fake").id == "up:gpt-fake"
+
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.models.retrieve("up:no-such-model")
+    assert missing.value.body == {"type": "error", "error": {
+        "type": "not_found_error",
+        "message": "model 'up:no-such-model' is not listed by any usable backend; GET /v1/models lists them"}}
+
+    openai_model = httpx.get(proxy_url + "/v1/models/up:gpt-fake", headers={"authorization": f"Bearer {KEY}"})
+    assert openai_model.json()["object"] == "model"  # no anthropic-version: the core's OpenAI shape
+    anonymous = httpx.get(proxy_url + "/v1/models/up:gpt-fake", headers={"anthropic-version": "2023-06-01"})
+    assert anonymous.status_code == 401 and anonymous.json()["type"] == "error"
+
+
 def test_tool_names_over_64_characters_are_shortened_upstream_and_restored(client, fake_upstream):
     long_name = "mcp__a_very_long_server_name_for_testing__and_an_even_longer_tool_name_here"
     assert len(long_name) > 64

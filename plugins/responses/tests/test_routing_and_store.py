@@ -75,3 +75,12 @@ def test_previous_response_id_continues_a_stored_conversation(fake_upstream, cli
     assert third_request["messages"][-3:] == [
         {"role": "user", "content": "Who am I?"}, {"role": "assistant", "content": "You are Ada."},
         {"role": "user", "content": "Again?"}]
+
+
+def test_max_output_tokens_above_a_backends_cap_reaches_it_as_the_cap(fake_upstream, cli_proxy, kit):
+    config = {"default_backend": "up", "backends": {"up": kit.backend(fake_upstream, max_output_tokens=8192)}}
+    with cli_proxy(config) as (url, _process):
+        client = sdk_for(url, kit)
+        client.responses.create(model="m1", input="hi", max_output_tokens=128_000)
+        client.responses.create(model="m1", input="hi", max_output_tokens=100)
+    assert [request.json["max_tokens"] for request in fake_upstream.requests_to()] == [8192, 100]
