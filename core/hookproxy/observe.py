@@ -70,10 +70,11 @@ class Usage:
     def from_block(cls, block: Mapping[str, Any]) -> Usage:
         """Read an OpenAI, Anthropic or Responses usage object."""
         if "prompt_tokens" in block or "completion_tokens" in block:
-            prompt = block.get("prompt_tokens_details") or {}
-            completion = block.get("completion_tokens_details") or {}
+            prompt = block.get("prompt_tokens_details")
+            completion = block.get("completion_tokens_details")
             return cls(_int(block.get("prompt_tokens")), _int(block.get("completion_tokens")),
-                       _int(prompt.get("cached_tokens")), _int(completion.get("reasoning_tokens")))
+                       _int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
+                       _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0)
         input_details = block.get("input_tokens_details") or {}
         output_details = block.get("output_tokens_details") or {}
         cache_read = _int(block.get("cache_read_input_tokens"))
@@ -92,7 +93,7 @@ class Usage:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if type(value) is int else 0  # not a bool, not a float
 
 
 def usage_in(payload: Any) -> Usage | None:

@@ -26,7 +26,6 @@ import logging
 import math
 import resource
 import socket
-from collections import OrderedDict
 from typing import Any
 
 import httptools
@@ -62,6 +61,7 @@ def error_bytes(status: int, message: str, code: str) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 #: A body at least this large is written on its own rather than copied behind the head.
 _COPY_LIMIT = 65536
 
@@ -139,24 +139,26 @@ class OneWriteCycle(RequestResponseCycle):
     def _head(self, status: int, headers: Any) -> bytes:
         """The status line and headers, with uvicorn's framing decisions and header checks."""
         headers = [*self.default_headers, *headers]
-        if HEADER_RE.search(b"".join(name for name, _ in headers)):
+        names, values = zip(*headers, strict=True) if headers else ((), ())
+        if HEADER_RE.search(b"".join(names)):
             raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(b"".join(value for _, value in headers)):
+        if HEADER_VALUE_RE.search(b"".join(values)):
             raise RuntimeError("Invalid HTTP header value.")
         content = [STATUS_LINE[status]]
         has_connection_close = False
         for name, value in headers:
             name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
-                self.keep_alive = False
-                has_connection_close = True
-            content.extend((name, b": ", value, b"\r\n"))
+            if name in _FRAMING_HEADERS:
+                if name == b"content-length" and self.chunked_encoding is None:
+                    self.expected_content_length = int(value.decode())
+                    self.chunked_encoding = False
+                elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                    self.expected_content_length = 0
+                    self.chunked_encoding = True
+                elif name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
+                    self.keep_alive = False
+                    has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
         if not self.keep_alive and not has_connection_close:
             content.append(b"connection: close\r\n")
         if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status not in (204, 304):
@@ -172,11 +174,17 @@ class OneWriteCycle(RequestResponseCycle):
 
 
 class _Pool:
-    """The open connections of one server, the idle ones in the order they became idle."""
+    """The open connections of one server. Each connection notes when it became idle (a tick of
+    this pool, 0 while it serves a request), so marking costs two assignments per request and
+    only a connection arriving at the cap looks for the one idle the longest."""
 
     def __init__(self) -> None:
-        self.count = 0
-        self.idle: OrderedDict[GuardedHttpProtocol, None] = OrderedDict()
+        self.connections: set[GuardedHttpProtocol] = set()
+        self.tick = 0
+
+    def longest_idle(self) -> GuardedHttpProtocol | None:
+        idle = [connection for connection in self.connections if connection.idle_since]
+        return min(idle, key=lambda connection: connection.idle_since) if idle else None
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -190,7 +198,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._refused = False
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
+        self.idle_since = 0  # the pool tick at which this connection became idle; 0: serving
         # One clock per connection, moved lazily: arming records a deadline and reuses the
         # scheduled handle when it fires no later; disarming only forgets the deadline. A request
         # thus costs no timer scheduling or cancelling (the handle wakes once per timeout period).
@@ -203,9 +211,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         pool = self.pool
-        if pool.count >= self.settings.max_connections:
-            if pool.idle:
-                oldest, _ = pool.idle.popitem(last=False)
+        if len(pool.connections) >= self.settings.max_connections:
+            oldest = pool.longest_idle()
+            if oldest is not None:
+                pool.connections.discard(oldest)
+                oldest.idle_since = 0
                 oldest.transport.close()
             else:
                 self._refused = True
@@ -214,27 +224,26 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                                                  "retry shortly", "too_many_connections"))
                 transport.close()
                 return
-        pool.count += 1
+        pool.connections.add(self)
         super().connection_made(transport)
-        self._set_idle(True)
+        self._set_idle()
         self._arm(self.settings.header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
             return
-        self.pool.count -= 1
-        self._set_idle(False)
+        self.pool.connections.discard(self)
+        self.idle_since = 0
         self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         super().connection_lost(exc)
 
-    def _set_idle(self, idle: bool) -> None:
-        if idle:
-            self.pool.idle[self] = None
-        else:
-            self.pool.idle.pop(self, None)
+    def _set_idle(self) -> None:
+        pool = self.pool
+        pool.tick += 1
+        self.idle_since = pool.tick
 
     # --- the request head ----------------------------------------------------------------
 
@@ -263,24 +272,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._header_count = 0
         if self._deadline is None:
             self._arm(self.settings.header_timeout, self._head_timed_out)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         self._disarm()
         limit = self.settings.max_header_count
-        if self._header_count > limit:
-            self._reject(431, f"the request has {self._header_count} headers; at most {limit} are accepted "
+        count = len(self.headers)  # uvicorn's on_header collected them (the head's size is capped)
+        if count > limit:
+            self._reject(431, f"the request has {count} headers; at most {limit} are accepted "
                               "(max_header_count)", "too_many_headers")
             return
-        self._set_idle(False)
+        self.idle_since = 0
         self._arm(self.settings.body_timeout, self._body_timed_out)
         super().on_headers_complete()
         cycle = self.cycle
@@ -294,7 +299,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._set_idle(True)
+        self._set_idle()
         self._in_head = True
 
     # --- clocks ------------------------------------------------------------------------------
