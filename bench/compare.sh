@@ -9,7 +9,8 @@
 # PYTHONPATH, as run.sh does) started with bench/config/config.yaml plus FLAGS. The direct floor
 # runs too. REPEATS (default 3), MAX_SECONDS, LOAD_ARGS, PROXY_CPUS, LOADGEN_CPUS pass through to
 # run_baseline.sh; tables land in results/<timestamp>/tables.md. NAME_ENV (upper-cased NAME), when
-# set, is put before the command as environment assignments, e.g. B_ENV="PYTHONMALLOC=malloc".
+# set, is put before the command as environment assignments, e.g. B_ENV="PYTHONMALLOC=malloc";
+# NAME_MODEL (default fake) and NAME_ARGS (load.py arguments, e.g. "--api messages") pass through.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -41,7 +42,8 @@ for spec in "$@"; do
     [ -e "$pkg" ] && pypath=$pypath:$(dirname "$(dirname "$pkg")")
   done
   T=${name^^}
-  export "${T}_URL=http://127.0.0.1:$port" "${T}_MODEL=fake" "${T}_KEY=sk-bench"
+  modelvar=${T}_MODEL
+  export "${T}_URL=http://127.0.0.1:$port" "${T}_MODEL=${!modelvar:-fake}" "${T}_KEY=sk-bench"
   envvar=${T}_ENV
   export "${T}_CMD=PYTHONPATH=$pypath ${!envvar:-} exec $PY -m hookproxy --config $CONFIG --port $port $flags"
   echo "$name: $ref ($(git -C "$REPO" rev-parse --short "$ref")) $flags" | tee -a "$OUT/compare.txt"
