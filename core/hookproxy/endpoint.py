@@ -143,6 +143,11 @@ def internal_error() -> ProxyError:
     return ProxyError("internal error in hookproxy; the proxy log has the details")
 
 
+#: The request headers :class:`RequestHead` reads, by raw name (one lookup per header).
+_WANTED_HEADERS = {b"authorization": "authorization", b"x-api-key": "api_key", b"x-goog-api-key": "api_key",
+                   b"content-length": "content_length", _LOOP_GUARD: "loop_guard", b"x-request-id": "request_id"}
+
+
 class RequestHead:
     """The few request headers the proxy reads, found in one pass over the raw ASGI list."""
 
@@ -159,15 +164,19 @@ class RequestHead:
         #: Set by the Authenticator to the id of the proxy key that matched.
         self.key_id: str | None = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            wanted = _WANTED_HEADERS.get(name)
+            if wanted is None:
+                continue
+            if wanted == "authorization":
                 self.authorization = value.decode("latin-1")
-            elif name == b"x-api-key" or name == b"x-goog-api-key":  # Gemini clients send the latter
+            elif wanted == "api_key":  # x-api-key, or x-goog-api-key from Gemini clients
                 self.api_key = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                self.content_length = int(value)
-            elif name == _LOOP_GUARD:
+            elif wanted == "content_length":
+                if value.isdigit():
+                    self.content_length = int(value)
+            elif wanted == "loop_guard":
                 self.loop_guard = True
-            elif name == b"x-request-id":
+            else:
                 self.request_id = value.decode("latin-1")
         client = scope.get("client")
         self.client: str = client[0] if client else "unknown"

@@ -195,7 +195,8 @@ class ProxyMetrics:
 
     def observe_request(self, event: RequestEnded) -> None:
         tally = self.tally
-        tally.request_ended()
+        if self.shared:
+            tally.request_ended()
         backend = event.backend or "none"
         model = self.model_label(event.backend, event.model) if event.backend else "none"
         # A stream that failed after its first byte was sent with 200: count it apart.
