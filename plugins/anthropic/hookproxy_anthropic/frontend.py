@@ -70,7 +70,7 @@ class MessagesFrontend(Frontend):
             chat: dict[str, Any] = {"model": model, "messages": [], "stream": stream}
         else:
             chat = to_chat(body, stream=stream)
-        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+        headers = {name: value for name in FORWARDED_HEADERS if (value := request.header(name)) is not None}
         stops = [stop for stop in body.get("stop_sequences") or [] if isinstance(stop, str)]
         return ClientRequest(self.name, ANTHROPIC, model, stream, chat, native=body, headers=headers,
                              state={"stops": stops, "tool_names": shorten(chat)})
