@@ -80,7 +80,7 @@ for sc in $SCENARIOS; do
   LP=$!
   sleep 4   # past the warm-up
   taskset -c "$LOADGEN_CPUS" "$PYSPY" record --pid "$HP" --rate "$RATE" --duration "$SECONDS_PER" \
-      --full-filenames --format raw -o "$OUT/$sc.collapsed.txt" >"$OUT/$sc.pyspy.log" 2>&1 || cat "$OUT/$sc.pyspy.log"
+      --full-filenames ${PYSPY_ARGS:-} --format raw -o "$OUT/$sc.collapsed.txt" >"$OUT/$sc.pyspy.log" 2>&1 || cat "$OUT/$sc.pyspy.log"
   wait "$LP" || true
   "$BENCH_PY" "$HERE/profile_summary.py" "$OUT/$sc.collapsed.txt" | tee "$OUT/$sc.summary.txt" | head -60
 done

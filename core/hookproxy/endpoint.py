@@ -49,6 +49,7 @@ _EVENT_STREAM = EVENT_STREAM.encode()
 _REQUEST_ID = REQUEST_ID_HEADER.encode()
 #: Milliseconds the proxy itself spent on a request (upstream time and retry waits excluded).
 OVERHEAD_HEADER = "x-hookproxy-overhead-ms"
+_OVERHEAD = OVERHEAD_HEADER.encode()
 #: Headers of a stream committed before its backend was known (the backend is named in a comment).
 _COMMITTED_HEADERS = {"cache-control": "no-cache", "x-hookproxy-failover": "waiting"}
 
@@ -142,6 +143,11 @@ def internal_error() -> ProxyError:
     return ProxyError("internal error in hookproxy; the proxy log has the details")
 
 
+#: The request headers :class:`RequestHead` reads, by raw name (one lookup per header).
+_WANTED_HEADERS = {b"authorization": "authorization", b"x-api-key": "api_key", b"x-goog-api-key": "api_key",
+                   b"content-length": "content_length", _LOOP_GUARD: "loop_guard", b"x-request-id": "request_id"}
+
+
 class RequestHead:
     """The few request headers the proxy reads, found in one pass over the raw ASGI list."""
 
@@ -158,15 +164,19 @@ class RequestHead:
         #: Set by the Authenticator to the id of the proxy key that matched.
         self.key_id: str | None = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            wanted = _WANTED_HEADERS.get(name)
+            if wanted is None:
+                continue
+            if wanted == "authorization":
                 self.authorization = value.decode("latin-1")
-            elif name == b"x-api-key" or name == b"x-goog-api-key":  # Gemini clients send the latter
+            elif wanted == "api_key":  # x-api-key, or x-goog-api-key from Gemini clients
                 self.api_key = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                self.content_length = int(value)
-            elif name == _LOOP_GUARD:
+            elif wanted == "content_length":
+                if value.isdigit():
+                    self.content_length = int(value)
+            elif wanted == "loop_guard":
                 self.loop_guard = True
-            elif name == b"x-request-id":
+            else:
                 self.request_id = value.decode("latin-1")
         client = scope.get("client")
         self.client: str = client[0] if client else "unknown"
@@ -424,8 +434,14 @@ async def respond(
             await _fail(send, error, frontend, trace)
             return
         content_type = "application/json"
-    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", str(len(body)).encode())]
-    raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
+    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", b"%d" % len(body))]
+    if any(name.lower().startswith("x-hookproxy-") for name in reply.headers):  # a plugin's own
+        raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
+    else:
+        raw_headers += ((b"x-hookproxy-backend", header_value(reply.backend)),
+                        (b"x-hookproxy-model", header_value(reply.model)),
+                        (_REQUEST_ID, trace.request_id.encode()),  # a safe token (new_request_id)
+                        (_OVERHEAD, b"%.2f" % (trace.overhead() * 1000)))
     trace.first_byte = trace.elapsed()
     await send_json(send, reply.status, body, raw_headers)
     trace.end(reply.status)

@@ -70,10 +70,11 @@ class Usage:
     def from_block(cls, block: Mapping[str, Any]) -> Usage:
         """Read an OpenAI, Anthropic or Responses usage object."""
         if "prompt_tokens" in block or "completion_tokens" in block:
-            prompt = block.get("prompt_tokens_details") or {}
-            completion = block.get("completion_tokens_details") or {}
+            prompt = block.get("prompt_tokens_details")
+            completion = block.get("completion_tokens_details")
             return cls(_int(block.get("prompt_tokens")), _int(block.get("completion_tokens")),
-                       _int(prompt.get("cached_tokens")), _int(completion.get("reasoning_tokens")))
+                       _int(prompt.get("cached_tokens")) if isinstance(prompt, dict) else 0,
+                       _int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0)
         input_details = block.get("input_tokens_details") or {}
         output_details = block.get("output_tokens_details") or {}
         cache_read = _int(block.get("cache_read_input_tokens"))
@@ -92,7 +93,7 @@ class Usage:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return value if type(value) is int else 0  # not a bool, not a float
 
 
 def usage_in(payload: Any) -> Usage | None:
@@ -174,7 +175,7 @@ class RequestEnded:
     failovers: int
 
 
-Observer = Callable[[Any], object]
+Observer = Callable[..., object]
 
 
 class Observers:
@@ -198,7 +199,7 @@ class Observers:
     def _fire(self, observers: list[tuple[str, Observer]], event: object) -> None:
         for name, observer in observers:
             try:
-                observer(event)
+                observer(event=event)
             except Exception:  # noqa: BLE001 - an observer must never break a request
                 if name not in self._failed:
                     self._failed.add(name)
@@ -206,19 +207,14 @@ class Observers:
 
 
 def _impls(pm: pluggy.PluginManager, hook_name: str, proxy: object) -> list[tuple[str, Observer]]:
-    """Each implementation as a one-argument callable (``proxy`` bound when it asks for it)."""
+    """Each implementation as a callable taking ``event=`` (``proxy`` bound when it asks for it)."""
     observers: list[tuple[str, Observer]] = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         function = impl.function
         if "proxy" in impl.argnames:
-            observers.append((impl.plugin_name, functools.partial(_with_proxy, function, proxy)))
-        else:
-            observers.append((impl.plugin_name, function))
+            function = functools.partial(function, proxy=proxy)
+        observers.append((impl.plugin_name, function))
     return observers
-
-
-def _with_proxy(function: Callable[..., object], proxy: object, event: object) -> object:
-    return function(event=event, proxy=proxy)
 
 
 class Trace:

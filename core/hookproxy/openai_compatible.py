@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .backend import BackendInstance, ChatCall, Health, HTTPBackend
 from .config import validate_extra
-from .errors import ConfigError
+from .errors import ConfigError, ProxyError
 from .hookspecs import hookimpl
 
 CONNECTOR = "openai-compatible"
@@ -53,6 +53,13 @@ class OpenAICompatibleBackend(HTTPBackend):
         if options.get("include_usage") is True:
             return body
         return {**body, "stream_options": {**options, "include_usage": True}}
+
+    def refusal(self) -> ProxyError | None:
+        """Asked before every attempt: with a key (or none needed) and the api_url that start-up
+        required, there is nothing to refuse, and no health report is built to say so."""
+        if self.instance.api_key != "" and type(self) is OpenAICompatibleBackend:
+            return None
+        return super().refusal()
 
     def health(self) -> Health:
         if self.instance.api_key == "":

@@ -1,20 +1,10 @@
-"""The HTTP server: uvicorn, configured for hostile clients, plus the limits uvicorn lacks.
+"""The HTTP server: uvicorn's server loop, configured for hostile clients.
 
-uvicorn's fast parser (httptools) has no cap on the request head and no clock on receiving it:
-one client streaming a 200 MB header grew the process by 400 MB and stalled every other client
-(httptools joins the pieces of a header value over and over), and 20,000 idle sockets used up the
-file descriptors. :class:`GuardedHttpProtocol` adds, per connection:
-
-* a cap on the bytes of the request head (``max_header_bytes``) and on its header count
-  (``max_header_count``): 431 and the connection is closed;
-* a clock on receiving the head (``header_timeout``, also for a socket that never sends a
-  byte) and the body (``body_timeout``): 408 and the connection is closed;
-* a cap on open connections (``max_connections``): at the cap, the connection idle the longest
-  (no request being served) is closed to make room; with none idle, the new one gets 503.
-
-Idle keep-alive connections close after ``keep_alive_timeout`` (uvicorn's own timer).
-``X-Forwarded-For`` is believed only from ``trusted_proxies`` (uvicorn's proxy headers are off
-without them), so a client cannot pick the address the bad-key throttle sees.
+uvicorn runs the sockets, the workers' signals and graceful shutdown; each client connection is
+served by :class:`~hookproxy.http_protocol.HttpProtocol` (head and body caps and clocks, the
+connection cap, one write per answer) rather than uvicorn's own protocol. ``X-Forwarded-For`` is
+believed only from ``trusted_proxies`` (uvicorn's proxy headers are off without them), so a
+client cannot pick the address the bad-key throttle sees.
 """
 
 from __future__ import annotations
@@ -24,15 +14,12 @@ import logging
 import math
 import resource
 import socket
-from collections import OrderedDict
 from typing import Any
 
-import httptools
-import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .config import Settings
+from .http_protocol import ConnectionPool, HttpProtocol
 from .proxy import Proxy
 
 log = logging.getLogger("hookproxy.server")
@@ -40,204 +27,10 @@ log = logging.getLogger("hookproxy.server")
 #: File descriptors kept free for upstream connections, log files and the like.
 _SPARE_FDS = 64
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
-
-def error_bytes(status: int, message: str, code: str) -> bytes:
-    """A complete ``Connection: close`` HTTP answer with an OpenAI error body."""
-    body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                   "code": code}})
-    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n")
-    if status == 503:
-        head += "retry-after: 1\r\n"
-    return head.encode() + b"\r\n" + body
-
-
-class _Pool:
-    """The open connections of one server, the idle ones in the order they became idle."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.idle: OrderedDict[GuardedHttpProtocol, None] = OrderedDict()
-
-
-class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with head/body caps and clocks and a connection cap."""
-
-    settings: Settings
-    pool: _Pool
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._refused = False
-        self._in_head = True
-        self._head_bytes = 0
-        self._header_count = 0
-        # One clock per connection, moved lazily: arming records a deadline and reuses the
-        # scheduled handle when it fires no later; disarming only forgets the deadline. A request
-        # thus costs no timer scheduling or cancelling (the handle wakes once per timeout period).
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self._deadline: float | None = None
-        self._on_deadline: Any = None
-
-    # --- connections ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        pool = self.pool
-        if pool.count >= self.settings.max_connections:
-            if pool.idle:
-                oldest, _ = pool.idle.popitem(last=False)
-                oldest.transport.close()
-            else:
-                self._refused = True
-                self.transport = transport
-                transport.write(error_bytes(503, "the proxy is at its connection limit (max_connections); "
-                                                 "retry shortly", "too_many_connections"))
-                transport.close()
-                return
-        pool.count += 1
-        super().connection_made(transport)
-        self._set_idle(True)
-        self._arm(self.settings.header_timeout, self._head_timed_out)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
-            return
-        self.pool.count -= 1
-        self._set_idle(False)
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        super().connection_lost(exc)
-
-    def _set_idle(self, idle: bool) -> None:
-        if idle:
-            self.pool.idle[self] = None
-        else:
-            self.pool.idle.pop(self, None)
-
-    # --- the request head ----------------------------------------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
-        except httptools.HttpParserError:
-            if not self.transport.is_closing():
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
-            return
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.settings.max_header_bytes and not self.transport.is_closing():
-                self._reject(431, f"the request head is over the {self.settings.max_header_bytes}-byte limit "
-                                  "(max_header_bytes)", "request_header_too_large")
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_head = True
-        self._header_count = 0
-        if self._deadline is None:
-            self._arm(self.settings.header_timeout, self._head_timed_out)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_bytes = 0
-        self._disarm()
-        limit = self.settings.max_header_count
-        if self._header_count > limit:
-            self._reject(431, f"the request has {self._header_count} headers; at most {limit} are accepted "
-                              "(max_header_count)", "too_many_headers")
-            return
-        self._set_idle(False)
-        self._arm(self.settings.body_timeout, self._body_timed_out)
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._set_idle(True)
-        self._in_head = True
-
-    # --- clocks ------------------------------------------------------------------------------
-
-    def _arm(self, seconds: float, callback: Any) -> None:
-        deadline = self.loop.time() + seconds
-        self._deadline = deadline
-        self._on_deadline = callback
-        timer = self._timer
-        if timer is None or self._timer_at > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._tick)
-
-    def _disarm(self) -> None:
-        self._deadline = None
-
-    def _tick(self) -> None:
-        """The handle fired: run the callback if its deadline has passed, else wait on for it."""
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None:
-            return
-        if self.loop.time() < deadline:
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._tick)
-            return
-        self._deadline = None
-        self._on_deadline()
-
-    def _head_timed_out(self) -> None:
-        if not self._in_head or self.transport.is_closing():
-            return
-        if self._head_bytes:
-            self._reject(408, f"the request head did not arrive within {self.settings.header_timeout:g}s "
-                              "(header_timeout)", "request_timeout")
-        else:
-            self.transport.close()  # a socket that never sent a byte gets no answer
-
-    def _body_timed_out(self) -> None:
-        cycle = self.cycle
-        if cycle is None or not cycle.more_body or self.transport.is_closing():
-            return
-        log.info("closing a connection from %s: its request body did not arrive within %gs", self.client,
-                 self.settings.body_timeout)
-        if not cycle.response_started:
-            cycle.response_started = cycle.response_complete = True  # the app's answer is dropped
-            self.transport.write(error_bytes(408, f"the request body did not arrive within "
-                                                  f"{self.settings.body_timeout:g}s (body_timeout)",
-                                             "request_timeout"))
-        cycle.disconnected = True
-        cycle.message_event.set()
-        self.transport.close()
-
-    def _reject(self, status: int, message: str, code: str) -> None:
-        self._disarm()
-        self.transport.write(error_bytes(status, message, code))
-        self.transport.close()
-
-
-def protocol_class(settings: Settings) -> type[GuardedHttpProtocol]:
+def protocol_class(settings: Settings) -> type[HttpProtocol]:
     """A protocol class bound to ``settings`` and to a fresh connection pool (one per server)."""
-    return type("BoundGuardedHttpProtocol", (GuardedHttpProtocol,), {"settings": settings, "pool": _Pool()})
+    return type("BoundHttpProtocol", (HttpProtocol,), {"settings": settings, "pool": ConnectionPool()})
 
 
 def raise_fd_limit(settings: Settings) -> None:
@@ -268,7 +61,7 @@ def uvicorn_config(app: Any, proxy: Proxy, port: int | None = None) -> uvicorn.C
         http=protocol_class(settings),
         log_level=settings.log_level.lower(),
         access_log=False,
-        timeout_keep_alive=max(1, math.ceil(settings.keep_alive_timeout)),
+        timeout_keep_alive=max(1, math.ceil(settings.keep_alive_timeout)),  # unused by HttpProtocol
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies),
         server_header=False,

@@ -307,10 +307,10 @@ def free_port() -> int:
 class ServedApp:
     """An ASGI app served by uvicorn on 127.0.0.1 in a background thread."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, http: Any = "auto") -> None:
         self.port = port or free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto",
-                                timeout_graceful_shutdown=2)
+                                timeout_graceful_shutdown=2, http=http)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -332,8 +332,9 @@ class ServedApp:
         self.thread.join(timeout=10)
 
 
-def serve_app(app: Any) -> ServedApp:
-    return ServedApp(app).start()
+def serve_app(app: Any, http: Any = "auto") -> ServedApp:
+    """Serve ``app`` on a free port (``http``: uvicorn's protocol setting, or a protocol class)."""
+    return ServedApp(app, http=http).start()
 
 
 @contextlib.contextmanager
@@ -532,8 +533,10 @@ def make_proxy() -> Iterator[Callable[..., RunningProxy]]:
     running: list[RunningProxy] = []
 
     def make(config_path: Path | None = None, cli: dict[str, Any] | None = None, **kwargs: Any) -> RunningProxy:
+        from .server import protocol_class
+
         app = build_app(config_path, cli or {}, **kwargs)
-        served = serve_app(app)
+        served = serve_app(app, http=protocol_class(app.proxy.settings))  # the server users run
         proxy = RunningProxy(url=served.url, app=app, served=served)
         running.append(proxy)
         return proxy

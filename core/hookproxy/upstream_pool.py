@@ -74,16 +74,24 @@ def parse_target(url: str) -> Target:
 def request_head(method: str, target: Target, headers: Mapping[str, str], length: int) -> bytes:
     """The request line and headers; a header with a line break is refused (header injection)."""
     lines = [f"{method} {target.request_target} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() not in _OWN_HEADERS]
+    lines.append(f"Content-Length: {length}\r\n\r\n")
+    head = "".join(lines)
+    # The request line, Host, each header and the blank line bring one CRLF each: any other CR or
+    # LF came from a name, a value or the URL (one count instead of four checks per header).
+    if head.count("\n") != len(lines) + 2 or head.count("\r") != len(lines) + 2 or ":" in "".join(headers):
+        _refuse_bad_header(headers)
+    try:
+        return head.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise httpx.LocalProtocolError(f"request headers must be Latin-1 text: {exc}") from exc
+
+
+def _refuse_bad_header(headers: Mapping[str, str]) -> None:
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise httpx.LocalProtocolError(f"request header {name!r} contains a line break or colon")
-        if name.lower() not in _OWN_HEADERS:
-            lines.append(f"{name}: {value}\r\n")
-    lines.append(f"Content-Length: {length}\r\n\r\n")
-    try:
-        return "".join(lines).encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise httpx.LocalProtocolError(f"request headers must be Latin-1 text: {exc}") from exc
+    raise httpx.LocalProtocolError("the request line contains a line break")
 
 
 def make_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:

@@ -33,6 +33,7 @@ from hookproxy import (
     Health,
     HTTPBackend,
     Proxy,
+    ProxyError,
     UpstreamError,
     UpstreamStream,
     UpstreamUnreachable,
@@ -68,6 +69,13 @@ class AnthropicBackend(HTTPBackend):
         cap = instance.max_output_tokens
         #: max_tokens for chat clients that send none, within the instance's max_output_tokens.
         self.default_max_tokens = extra.default_max_tokens if cap is None else min(extra.default_max_tokens, cap)
+
+    def refusal(self) -> ProxyError | None:
+        """Asked before every attempt: with a key (or none needed) and the api_url that start-up
+        required, there is nothing to refuse, and no health report is built to say so."""
+        if self.instance.api_key != "" and type(self) is AnthropicBackend:
+            return None
+        return super().refusal()
 
     def health(self) -> Health:
         if self.instance.api_key == "":

@@ -36,6 +36,8 @@ from .toolnames import shorten
 
 #: Request headers a native Anthropic backend receives as the client sent them.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+#: Selectors whose backends' protocol is remembered (clients may send any model string).
+_SELECTORS_KEPT = 1024
 
 
 class MessagesFrontend(Frontend):
@@ -46,6 +48,8 @@ class MessagesFrontend(Frontend):
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        #: ``_only_native`` by selector: the candidates of a selector follow from the configuration.
+        self._native: dict[str, bool] = {}
 
     def endpoints(self) -> Sequence[Endpoint]:
         return (
@@ -59,13 +63,14 @@ class MessagesFrontend(Frontend):
         body = request.body
         assert body is not None
         model, stream = validate(body)
-        try:
+        if self._only_native(model):
+            # Every backend the selector may reach reads `native` (relayed with only the model
+            # rewritten): no chat translation is built, and a block with no chat equivalent
+            # (such as `document`) passes through.
+            chat: dict[str, Any] = {"model": model, "messages": [], "stream": stream}
+        else:
             chat = to_chat(body, stream=stream)
-        except InvalidRequest:
-            if not self._only_native(model):
-                raise
-            chat = {"model": model, "messages": [], "stream": stream}  # never sent: every backend reads `native`
-        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+        headers = {name: value for name in FORWARDED_HEADERS if (value := request.header(name)) is not None}
         stops = [stop for stop in body.get("stop_sequences") or [] if isinstance(stop, str)]
         return ClientRequest(self.name, ANTHROPIC, model, stream, chat, native=body, headers=headers,
                              state={"stops": stops, "tool_names": shorten(chat)})
@@ -73,11 +78,18 @@ class MessagesFrontend(Frontend):
     def _only_native(self, model: str) -> bool:
         """Whether every backend the selector may reach speaks Anthropic itself (then a block that
         has no chat equivalent, such as ``document``, passes through)."""
+        selector = self.proxy.settings.force_model or model
+        known = self._native.get(selector)
+        if known is not None:
+            return known
         try:
-            candidates = self.proxy.candidates(self.proxy.settings.force_model or model)
+            candidates = self.proxy.candidates(selector)
         except ProxyError:
             return False
-        return all(isinstance(backend, AnthropicBackend) for backend, _route in candidates)
+        native = all(isinstance(backend, AnthropicBackend) for backend, _route in candidates)
+        if len(self._native) < _SELECTORS_KEPT:
+            self._native[selector] = native
+        return native
 
     def render_body(self, body: bytes, client: ClientRequest) -> bytes:
         state = client.state
