@@ -470,6 +470,7 @@ class HttpProtocol(asyncio.Protocol):
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
+        root_path = self.root_path
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -478,9 +479,9 @@ class HttpProtocol(asyncio.Protocol):
             "client": self.client,
             "scheme": self.scheme,
             "method": parser.get_method().decode("ascii"),
-            "root_path": self.root_path,
-            "path": self.root_path + path,
-            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "root_path": root_path,
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
             "query_string": parsed.query or b"",
             "headers": self.headers,
             "state": self.app_state.copy(),
