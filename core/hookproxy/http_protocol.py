@@ -83,9 +83,18 @@ class ConnectionPool:
     this pool, 0 while it serves a request), so marking costs two assignments per request and
     only a connection arriving at the cap looks for the one idle the longest."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_shutdown: Callable[[], None] | None = None) -> None:
         self.connections: set[HttpProtocol] = set()
         self.tick = 0
+        #: Called once when the server starts its graceful shutdown (asks connections to finish).
+        self.on_shutdown = on_shutdown
+        self.shutting_down = False
+
+    def begin_shutdown(self) -> None:
+        if not self.shutting_down:
+            self.shutting_down = True
+            if self.on_shutdown is not None:
+                self.on_shutdown()
 
     def longest_idle(self) -> HttpProtocol | None:
         idle = [connection for connection in self.connections if connection.idle_since]
@@ -366,6 +375,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """The server is stopping: close an idle connection, let a busy one finish its answer."""
+        self.pool.begin_shutdown()
         exchange = self.exchange
         if exchange is None or exchange.complete:
             self.transport.close()
@@ -460,6 +470,7 @@ class HttpProtocol(asyncio.Protocol):
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
+        root_path = self.root_path
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -468,9 +479,9 @@ class HttpProtocol(asyncio.Protocol):
             "client": self.client,
             "scheme": self.scheme,
             "method": parser.get_method().decode("ascii"),
-            "root_path": self.root_path,
-            "path": self.root_path + path,
-            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "root_path": root_path,
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
             "query_string": parsed.query or b"",
             "headers": self.headers,
             "state": self.app_state.copy(),

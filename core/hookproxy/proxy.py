@@ -86,6 +86,9 @@ class Proxy:
         #: The guards of upstream streams still running (ended at shutdown, see ``end_streams``).
         self._guards: weakref.WeakSet[StreamGuard] = weakref.WeakSet()
         self.stopping = False
+        #: What plugins keep per proxy (an exporter's tallies, a front end's caches), by a key of
+        #: their own; a plain dict, so an observer called on every request finds its state cheaply.
+        self.plugin_state: dict[str, Any] = {}
         self.pm.hook.register_frontends(register=self._register_frontend, proxy=self)
 
     # --- settings and backends --------------------------------------------------------------

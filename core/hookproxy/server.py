@@ -10,6 +10,7 @@ client cannot pick the address the bad-key throttle sees.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import resource
@@ -28,9 +29,20 @@ log = logging.getLogger("hookproxy.server")
 _SPARE_FDS = 64
 
 
-def protocol_class(settings: Settings) -> type[HttpProtocol]:
-    """A protocol class bound to ``settings`` and to a fresh connection pool (one per server)."""
-    return type("BoundHttpProtocol", (HttpProtocol,), {"settings": settings, "pool": ConnectionPool()})
+def protocol_class(settings: Settings, proxy: Proxy | None = None) -> type[HttpProtocol]:
+    """A protocol class bound to ``settings`` and to a fresh connection pool (one per server).
+
+    With ``proxy``, the start of a graceful shutdown (uvicorn asks every connection to finish,
+    in a single process and in each ``--workers`` worker alike) schedules the end of the streams
+    still running when ``shutdown_grace_period`` is over: each gets one error event
+    (``Proxy.end_streams``) before uvicorn cancels what is left.
+    """
+    on_shutdown = None if proxy is None else functools.partial(_end_streams_after_grace, proxy)
+    return type("BoundHttpProtocol", (HttpProtocol,), {"settings": settings, "pool": ConnectionPool(on_shutdown)})
+
+
+def _end_streams_after_grace(proxy: Proxy) -> None:
+    asyncio.get_running_loop().call_later(proxy.settings.shutdown_grace_period, proxy.end_streams)
 
 
 def raise_fd_limit(settings: Settings) -> None:
@@ -58,7 +70,7 @@ def uvicorn_config(app: Any, proxy: Proxy, port: int | None = None) -> uvicorn.C
         host=settings.host,
         port=settings.port if port is None else port,
         loop="auto",
-        http=protocol_class(settings),
+        http=protocol_class(settings, proxy),
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_keep_alive=max(1, math.ceil(settings.keep_alive_timeout)),  # unused by HttpProtocol
@@ -72,23 +84,7 @@ def uvicorn_config(app: Any, proxy: Proxy, port: int | None = None) -> uvicorn.C
     )
 
 
-class Server(uvicorn.Server):
-    """uvicorn's server that ends the proxy's streams when the shutdown grace period is over."""
-
-    def __init__(self, config: uvicorn.Config, proxy: Proxy) -> None:
-        super().__init__(config)
-        self.proxy = proxy
-
-    async def shutdown(self, sockets: Any = None) -> None:
-        ender = asyncio.get_running_loop().call_later(self.proxy.settings.shutdown_grace_period,
-                                                      self.proxy.end_streams)
-        try:
-            await super().shutdown(sockets)
-        finally:
-            ender.cancel()
-
-
 def serve(app: Any, proxy: Proxy, sock: socket.socket) -> None:
     """Serve ``app`` on the already bound ``sock`` (the CLI binds first to report a busy port)."""
     raise_fd_limit(proxy.settings)
-    Server(uvicorn_config(app, proxy, sock.getsockname()[1]), proxy).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, proxy, sock.getsockname()[1])).run(sockets=[sock])

@@ -536,7 +536,7 @@ def make_proxy() -> Iterator[Callable[..., RunningProxy]]:
         from .server import protocol_class
 
         app = build_app(config_path, cli or {}, **kwargs)
-        served = serve_app(app, http=protocol_class(app.proxy.settings))  # the server users run
+        served = serve_app(app, http=protocol_class(app.proxy.settings, app.proxy))  # the server users run
         proxy = RunningProxy(url=served.url, app=app, served=served)
         running.append(proxy)
         return proxy

@@ -85,5 +85,6 @@ def __getattr__(name: str) -> Any:
     if name == "WorkerHttpProtocol":
         from .server import protocol_class
 
-        return protocol_class(worker_proxy().settings)
+        proxy = worker_proxy()
+        return protocol_class(proxy.settings, proxy)
     raise AttributeError(name)

@@ -239,7 +239,8 @@ class BackendStates(Collector):
         yield family
 
 
-_metrics: weakref.WeakKeyDictionary[Proxy, ProxyMetrics] = weakref.WeakKeyDictionary()
+#: ``proxy.plugin_state`` key of this exporter's :class:`ProxyMetrics`.
+STATE_KEY = "hookproxy.metrics"
 
 
 class MetricsPage(Frontend):
@@ -249,7 +250,7 @@ class MetricsPage(Frontend):
 
     def endpoints(self) -> list[Endpoint]:
         async def page(_request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
-            metrics = _metrics[proxy]
+            metrics: ProxyMetrics = proxy.plugin_state[STATE_KEY]
             registry = metrics.registry
             if metrics.shared:  # every worker's values, read from the shared folder
                 registry = CollectorRegistry()
@@ -263,19 +264,19 @@ class MetricsPage(Frontend):
 @hookimpl
 def register_frontends(register: Callable[[Frontend], None], proxy: Proxy) -> None:
     if proxy.settings.metrics:
-        _metrics[proxy] = ProxyMetrics(proxy)
+        proxy.plugin_state[STATE_KEY] = ProxyMetrics(proxy)
         register(MetricsPage())
 
 
 @hookimpl
 def request_ended(event: RequestEnded, proxy: Proxy) -> None:
-    metrics = _metrics.get(proxy)
+    metrics = proxy.plugin_state.get(STATE_KEY)
     if metrics is not None:
         metrics.observe_request(event)
 
 
 @hookimpl
 def attempt_ended(event: AttemptEnded, proxy: Proxy) -> None:
-    metrics = _metrics.get(proxy)
+    metrics = proxy.plugin_state.get(STATE_KEY)
     if metrics is not None:
         metrics.observe_attempt(event)

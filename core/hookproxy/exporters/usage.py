@@ -8,7 +8,6 @@ upstream models that answered, so the table stays as small as the configured mod
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -53,13 +52,10 @@ class UsageTable:
         return {"since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.since)), "keys": keys}
 
 
-_tables: weakref.WeakKeyDictionary[Proxy, UsageTable] = weakref.WeakKeyDictionary()
-
-
 def table_for(proxy: Proxy) -> UsageTable:
-    table = _tables.get(proxy)
+    table: UsageTable | None = proxy.plugin_state.get("hookproxy.usage")
     if table is None:
-        table = _tables[proxy] = UsageTable()
+        table = proxy.plugin_state["hookproxy.usage"] = UsageTable()
     return table
 
 
