@@ -24,6 +24,7 @@ import trustme
 
 from hookproxy.h1_connection import HIGH_WATER
 from hookproxy.testing import chat_completion
+from hookproxy.transport import AiohttpTransport
 from hookproxy.upstream_pool import NativeUpstreamClient, make_ssl_context
 from tests.conftest import PROXY_KEY, core_pm
 from tests.raw_http_server import RawServer, read_request, response, wait_for_eof
@@ -51,6 +52,14 @@ async def client() -> Any:
     native = NativeUpstreamClient()
     yield native
     await native.aclose()
+
+
+@pytest.fixture(params=["native", "aiohttp"])
+async def either_client(request: pytest.FixtureRequest) -> Any:
+    """The native client, or the aiohttp fallback (``--upstream-client aiohttp``)."""
+    upstream = NativeUpstreamClient() if request.param == "native" else AiohttpTransport()
+    yield upstream
+    await upstream.aclose()
 
 
 def keep_alive(answer: bytes) -> Callable[[socket.socket, RawServer], None]:
@@ -123,7 +132,8 @@ async def test_a_body_cut_before_its_content_length_is_an_error(raw_server, clie
         await answer.read()
 
 
-async def test_an_idle_connection_closed_by_the_upstream_is_replaced_before_sending(raw_server, client):
+async def test_an_idle_connection_closed_by_the_upstream_is_replaced_before_sending(raw_server, either_client):
+    client = either_client
     closed = threading.Event()
 
     def handler(conn: socket.socket, server: RawServer) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import aiohttp
@@ -56,6 +57,35 @@ def _map_error(exc: BaseException, request: httpx.Request | None, *, connected: 
 
 
 _ERRORS = (TimeoutError, aiohttp.ClientError)
+#: How a pooled connection that the upstream closed while it sat idle fails the next request.
+_DROPPED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+def _reuse_tracer() -> aiohttp.TraceConfig:
+    """Marks a request's trace context when aiohttp hands it a pooled (already used) connection."""
+
+    async def reused(_session: aiohttp.ClientSession, context: SimpleNamespace, _params: object) -> None:
+        context.trace_request_ctx.reused = True
+
+    tracer = aiohttp.TraceConfig()
+    tracer.on_connection_reuseconn.append(reused)
+    return tracer
+
+
+async def _send_once_more_if_dropped(session: aiohttp.ClientSession, method: str, url: str,
+                                     **options: Any) -> aiohttp.ClientResponse:
+    """``session.request``, sent once more on a fresh connection when a pooled one turns out to
+    have been closed by the upstream (the race of an idle keep-alive connection timing out just
+    as it is reused); the native client has the same single re-send. Any other failure, and a
+    second one, is raised."""
+    for attempt in range(2):
+        context = SimpleNamespace(reused=False)
+        try:
+            return await session.request(method, url, trace_request_ctx=context, **options)
+        except _DROPPED:
+            if attempt or not context.reused:
+                raise
+    raise AssertionError("unreachable")
 
 
 class UpstreamResponse(Protocol):
@@ -176,6 +206,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                trace_configs=[_reuse_tracer()],
             )
         return self._session
 
@@ -184,8 +215,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     ) -> _AiohttpResponse:
         """Send one request and return as soon as the status line and headers arrived."""
         try:
-            response = await self._get_session().request(
-                method, url, headers=headers, data=body, allow_redirects=False, compress=None,
+            response = await _send_once_more_if_dropped(
+                self._get_session(), method, url, headers=headers, data=body, allow_redirects=False, compress=None,
                 timeout=_client_timeout(min(timeout, 30.0), timeout),
             )
         except _ERRORS as exc:
@@ -196,8 +227,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", {})
         read = timeout.get("read")
         try:
-            response = await self._get_session().request(
-                request.method, str(request.url), headers=request.headers.multi_items(),
+            response = await _send_once_more_if_dropped(
+                self._get_session(), request.method, str(request.url), headers=request.headers.multi_items(),
                 data=request.content or None, allow_redirects=False, compress=None,
                 timeout=_client_timeout(timeout.get("connect"), read),
             )
