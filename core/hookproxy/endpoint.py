@@ -92,6 +92,22 @@ def header_value(value: str) -> bytes:
     return quote(value, safe=_HEADER_SAFE).encode()
 
 
+#: ``header_value`` of backend and model names seen lately (a few names serve most requests).
+_KNOWN_VALUES: dict[str, bytes] = {}
+_KNOWN_VALUES_KEPT = 1024
+
+
+def known_header_value(value: str) -> bytes:
+    """``header_value(value)``, remembered: the names of backends and models repeat."""
+    encoded = _KNOWN_VALUES.get(value)
+    if encoded is None:
+        encoded = header_value(value)
+        if len(_KNOWN_VALUES) >= _KNOWN_VALUES_KEPT:
+            _KNOWN_VALUES.clear()
+        _KNOWN_VALUES[value] = encoded
+    return encoded
+
+
 def check_model(model: str) -> None:
     """Refuse a selector with control characters (CR, LF, NUL, ...) before any upstream I/O."""
     match = _CONTROL.search(model)
@@ -434,12 +450,15 @@ async def respond(
             await _fail(send, error, frontend, trace)
             return
         content_type = "application/json"
-    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", b"%d" % len(body))]
-    if any(name.lower().startswith("x-hookproxy-") for name in reply.headers):  # a plugin's own
+    type_header = JSON_HEADER if content_type == "application/json" else (b"content-type", header_value(content_type))
+    raw_headers = [type_header, (b"content-length", b"%d" % len(body))]
+    extra = reply.headers
+    if (len(extra) > 1 or "content-type" not in extra) and any(
+            name.lower().startswith("x-hookproxy-") for name in extra):  # a plugin's own
         raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
     else:
-        raw_headers += ((b"x-hookproxy-backend", header_value(reply.backend)),
-                        (b"x-hookproxy-model", header_value(reply.model)),
+        raw_headers += ((b"x-hookproxy-backend", known_header_value(reply.backend)),
+                        (b"x-hookproxy-model", known_header_value(reply.model)),
                         (_REQUEST_ID, trace.request_id.encode()),  # a safe token (new_request_id)
                         (_OVERHEAD, b"%.2f" % (trace.overhead() * 1000)))
     trace.first_byte = trace.elapsed()

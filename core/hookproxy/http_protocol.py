@@ -78,6 +78,38 @@ def error_bytes(status: int, message: str, code: str) -> bytes:
     return head.encode() + b"\r\n" + body
 
 
+#: Answer header names already checked, to their lower-case form (names come from code, so few).
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_KEPT = 1024
+
+
+def _checked_name(name: bytes) -> bytes:
+    """``name`` in lower case, refused when uvicorn would refuse it; remembered once valid."""
+    if not name or _BAD_NAME.search(name):
+        raise RuntimeError("Invalid HTTP header name.")
+    lowered = name.lower()
+    if len(_NAMES) < _NAMES_KEPT:
+        _NAMES[name] = lowered
+    return lowered
+
+
+#: The server's default headers (``date``, ``server``) as bytes, for the list they were made from.
+_defaults: tuple[object, bytes] = (None, b"")
+
+
+def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn replaces the list each second (a new ``date``): encode it once per list."""
+    global _defaults
+    if _defaults[0] is not headers:
+        lines = []
+        for name, value in headers:
+            if _BAD_VALUE.search(value):
+                raise RuntimeError("Invalid HTTP header value.")
+            lines.append(_checked_name(name) + b": " + value + b"\r\n")
+        _defaults = (headers, b"".join(lines))
+    return _defaults[1]
+
+
 class ConnectionPool:
     """The open connections of one server. Each connection notes when it became idle (a tick of
     this pool, 0 while it serves a request), so marking costs two assignments per request and
@@ -216,27 +248,27 @@ class Exchange:
     def _head(self, status: int, headers: Any) -> bytes:
         """The status line and headers; decides the framing (Content-Length, chunked, or none for
         HEAD, 204 and 304) and whether the connection closes after this answer."""
-        headers = [*self.protocol.server_state.default_headers, *headers]
-        names, values = zip(*headers, strict=True) if headers else ((), ())
-        if _BAD_NAME.search(b"".join(names)):
-            raise RuntimeError("Invalid HTTP header name.")
-        if _BAD_VALUE.search(b"".join(values)):
-            raise RuntimeError("Invalid HTTP header value.")
-        content = [_STATUS_LINES[status]]
+        content = [_STATUS_LINES[status], _default_head(self.protocol.server_state.default_headers)]
+        values = []
         has_close = False
         for name, value in headers:
-            name = name.lower()
-            if name in _FRAMING_HEADERS:
-                if name == b"content-length" and self.chunked is None:
+            lowered = _NAMES.get(name)
+            if lowered is None:
+                lowered = _checked_name(name)
+            if lowered in _FRAMING_HEADERS:
+                if lowered == b"content-length" and self.chunked is None:
                     self.remaining = int(value.decode())
                     self.chunked = False
-                elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                elif lowered == b"transfer-encoding" and value.lower() == b"chunked":
                     self.remaining = 0
                     self.chunked = True
-                elif name == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
+                elif lowered == b"connection" and b"close" in [token.lower().strip() for token in value.split(b",")]:
                     self.keep_alive = False
                     has_close = True
-            content += (name, b": ", value, b"\r\n")
+            content += (lowered, b": ", value, b"\r\n")
+            values.append(value)
+        if _BAD_VALUE.search(b"".join(values)):
+            raise RuntimeError("Invalid HTTP header value.")
         if not self.keep_alive and not has_close:
             content.append(b"connection: close\r\n")
         if self.chunked is None and self.scope["method"] != "HEAD" and status not in (204, 304):
