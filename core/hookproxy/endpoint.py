@@ -253,28 +253,24 @@ class FrontendMiddleware:
         token = REQUEST_ID.set(request_id)  # every log line about this request carries its id
         trace = Trace(self.proxy.observers, request_id, frontend.name, scope["path"])
         try:
-            await self._serve_traced(frontend, head, trace, scope, receive, send)
+            try:
+                client, attempts, step = await self._first_answer(frontend, head, trace, receive)
+            except ProxyError as error:
+                await _fail(send, error, frontend, trace)
+                return
+            except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
+                log.exception("internal error while serving %s", scope["path"])
+                await _fail(send, internal_error(), frontend, trace)
+                return
+            if isinstance(step, Reply):
+                await respond(self.proxy, frontend, client, step, trace, scope, receive, send)
+                return
+            # A stream that must wait longer than a keep-alive interval: commit it now so keep-alives flow.
+            await send_stream(receive, send, 200, {**_COMMITTED_HEADERS, REQUEST_ID_HEADER: trace.request_id},
+                              after_wait(frontend, client, attempts, step, self.proxy.settings.keepalive_interval,
+                                         trace))
         finally:
             REQUEST_ID.reset(token)
-
-    async def _serve_traced(
-        self, frontend: Frontend, head: RequestHead, trace: Trace, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        try:
-            client, attempts, step = await self._first_answer(frontend, head, trace, receive)
-        except ProxyError as error:
-            await _fail(send, error, frontend, trace)
-            return
-        except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
-            log.exception("internal error while serving %s", scope["path"])
-            await _fail(send, internal_error(), frontend, trace)
-            return
-        if isinstance(step, Reply):
-            await respond(self.proxy, frontend, client, step, trace, scope, receive, send)
-            return
-        # A stream that must wait longer than a keep-alive interval: commit it now so keep-alives flow.
-        await send_stream(receive, send, 200, {**_COMMITTED_HEADERS, REQUEST_ID_HEADER: trace.request_id}, after_wait(
-            frontend, client, attempts, step, self.proxy.settings.keepalive_interval, trace))
 
     async def _first_answer(
         self, frontend: Frontend, head: RequestHead, trace: Trace, receive: Receive

@@ -319,6 +319,11 @@ class H1Connection(asyncio.Protocol):
         """Whether the kernel refused the request just written (the peer had reset the socket)."""
         return self.closed or self._transport is None or self._transport.is_closing()
 
+    @property
+    def writing_paused(self) -> bool:
+        """Whether the socket's send buffer is full (then :meth:`drain` waits until it empties)."""
+        return self._drain is not None
+
     async def drain(self) -> None:
         if self._drain is not None:
             await self._drain

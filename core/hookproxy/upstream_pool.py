@@ -147,7 +147,8 @@ class NativeUpstreamClient:
             connection = await self._connect(pool, target, timeout)
             response = connection.send(head, body, timeout)
         try:
-            await connection.drain()
+            if connection.writing_paused:
+                await connection.drain()
             await response.wait_headers(timeout)
         except BaseException:
             connection.close()
