@@ -441,7 +441,7 @@ async def respond(
     content_type = reply.headers.get("content-type", "application/json")
     if reply.protocol != frontend.protocol:
         try:
-            body = frontend.render_body(body, client)
+            body = frontend.render_reply(reply, client)
         except ProxyError as error:
             await _fail(send, error, frontend, trace)
             return

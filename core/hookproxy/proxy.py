@@ -296,9 +296,9 @@ class Proxy:
         finally:
             await response.aclose()
         parsed = _check_json(backend, response.status, content_type, body)
-        body = backend.transform_body(call, body)
-        return Reply(status=response.status, headers={"content-type": "application/json"}, body=body,
-                     protocol=protocol, usage=usage_in(parsed))
+        transformed = backend.transform_body(call, body)
+        return Reply(status=response.status, headers={"content-type": "application/json"}, body=transformed,
+                     protocol=protocol, usage=usage_in(parsed), data=parsed if transformed is body else None)
 
     def _redactor(self, backend: HTTPBackend, request: UpstreamRequest) -> Redactor:
         return Redactor([*self.settings.api_keys, backend.api_key(), *credential_values(request.headers)])
