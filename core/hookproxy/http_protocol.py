@@ -462,19 +462,25 @@ class HttpProtocol(asyncio.Protocol):
                 log.warning("Invalid HTTP request received.")
                 self._send_400()
             return
+        # The clocks start here rather than in the parser's callbacks: a request that arrived
+        # whole (the usual case) needs neither the head's nor the body's.
         if self.in_head:
             self.head_bytes += len(data)
             if self.head_bytes > self.settings.max_header_bytes and not self.transport.is_closing():
                 self._reject(431, f"the request head is over the {self.settings.max_header_bytes}-byte limit "
                                   "(max_header_bytes)", "request_header_too_large")
+            elif self._deadline is None:
+                self._arm(self.settings.header_timeout, self._head_timed_out)
+        elif self._deadline is None:
+            exchange = self.pipeline[-1] if self.pipeline else self.exchange
+            if exchange is not None and exchange.more_body and not exchange.complete:
+                self._arm(self.settings.body_timeout, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
         self.expect_continue = False
         self.in_head = True
-        if self._deadline is None:
-            self._arm(self.settings.header_timeout, self._head_timed_out)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -497,8 +503,12 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = 0
         parser = self.parser
         http_version = parser.get_http_version()
-        parsed = httptools.parse_url(self.url)
-        raw_path = parsed.path
+        url = self.url
+        if url[:1] == b"/" and url[:2] != b"//" and b"?" not in url and b"#" not in url:
+            raw_path, query = url, b""  # a plain path, the usual request target: nothing to split
+        else:
+            parsed = httptools.parse_url(url)
+            raw_path, query = parsed.path, parsed.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
@@ -514,13 +524,12 @@ class HttpProtocol(asyncio.Protocol):
             "root_path": root_path,
             "path": root_path + path if root_path else path,
             "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-            "query_string": parsed.query or b"",
+            "query_string": query,
             "headers": self.headers,
             "state": self.app_state.copy(),
         }
         exchange = Exchange(self, scope, http_version != "1.0" and parser.should_keep_alive(),
                             self.expect_continue)
-        self._arm(self.settings.body_timeout, self._body_timed_out)
         current = self.exchange
         if current is None or current.complete:
             self._start(exchange)
