@@ -458,5 +458,6 @@ async def respond(
                         (_REQUEST_ID, trace.request_id.encode()),  # a safe token (new_request_id)
                         (_OVERHEAD, b"%.2f" % (trace.overhead() * 1000)))
     trace.first_byte = trace.elapsed()
-    await send_json(send, reply.status, body, raw_headers)
+    await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
     trace.end(reply.status)

@@ -47,6 +47,8 @@ log = logging.getLogger("hookproxy.server")
 #: Header names and values uvicorn refuses in an answer (the same expressions).
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+#: The same characters but CR and LF, which a whole head holds at the end of each line.
+_BAD_HEAD = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 #: Request body bytes buffered before reading from the socket pauses until the app takes them.
 _HIGH_WATER = 65536
@@ -94,11 +96,12 @@ def _checked_name(name: bytes) -> bytes:
 
 
 #: The server's default headers (``date``, ``server``) as bytes, for the list they were made from.
-_defaults: tuple[object, bytes] = (None, b"")
+_defaults: tuple[object, bytes, int] = (None, b"", 0)
 
 
-def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """uvicorn replaces the list each second (a new ``date``): encode it once per list."""
+def _default_head(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, int]:
+    """The lines, and how many; uvicorn replaces the list each second (a new ``date``): encode
+    it once per list."""
     global _defaults
     if _defaults[0] is not headers:
         lines = []
@@ -106,8 +109,8 @@ def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
             if _BAD_VALUE.search(value):
                 raise RuntimeError("Invalid HTTP header value.")
             lines.append(_checked_name(name) + b": " + value + b"\r\n")
-        _defaults = (headers, b"".join(lines))
-    return _defaults[1]
+        _defaults = (headers, b"".join(lines), len(lines))
+    return _defaults[1], _defaults[2]
 
 
 class ConnectionPool:
@@ -248,8 +251,9 @@ class Exchange:
     def _head(self, status: int, headers: Any) -> bytes:
         """The status line and headers; decides the framing (Content-Length, chunked, or none for
         HEAD, 204 and 304) and whether the connection closes after this answer."""
-        content = [_STATUS_LINES[status], _default_head(self.protocol.server_state.default_headers)]
-        values = []
+        defaults, lines = _default_head(self.protocol.server_state.default_headers)
+        content = [_STATUS_LINES[status], defaults]
+        lines += 2  # the status line and the blank line that ends the head
         has_close = False
         for name, value in headers:
             lowered = _NAMES.get(name)
@@ -266,16 +270,21 @@ class Exchange:
                     self.keep_alive = False
                     has_close = True
             content += (lowered, b": ", value, b"\r\n")
-            values.append(value)
-        if _BAD_VALUE.search(b"".join(values)):
-            raise RuntimeError("Invalid HTTP header value.")
+            lines += 1
         if not self.keep_alive and not has_close:
             content.append(b"connection: close\r\n")
+            lines += 1
         if self.chunked is None and self.scope["method"] != "HEAD" and status not in (204, 304):
             self.chunked = True
             content.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
         content.append(b"\r\n")
-        return b"".join(content)
+        head = b"".join(content)
+        # Each line ends with the one CRLF put there above: any other CR or LF, or another control
+        # character, came from a value (names were checked on their own).
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or _BAD_HEAD.search(head):
+            raise RuntimeError("Invalid HTTP header value.")
+        return head
 
     def _write_body(self, body: bytes, more_body: bool) -> None:
         """One body part, framed, behind the held head if that has not left yet."""

@@ -100,6 +100,9 @@ def usage_in(payload: Any) -> Usage | None:
     """The usage in one parsed answer or event (top level, ``message`` or ``response``)."""
     if not isinstance(payload, dict):
         return None
+    usage = payload.get("usage")
+    if "message" not in payload and "response" not in payload:  # a chat completion: one place to look
+        return Usage.from_block(usage) if isinstance(usage, dict) else None
     found: Usage | None = None
     for holder in (payload, payload.get("message"), payload.get("response")):
         if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
