@@ -251,8 +251,12 @@ class H1Connection(asyncio.Protocol):
         self._reason.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # ResponseHeaders.add, inlined: upstreams send a dozen or two headers per answer.
         assert self._response is not None
-        self._response._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        items = self._response._headers._items
+        key = name.decode("latin-1").lower()
+        previous = items.get(key)
+        items[key] = value.decode("latin-1") if previous is None else f"{previous}, {value.decode('latin-1')}"
 
     def on_headers_complete(self) -> None:
         response = self._response
