@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -152,6 +153,36 @@ async def test_an_idle_connection_closed_by_the_upstream_is_replaced_before_send
     await answer.read()
     assert closed.wait(10)
     time.sleep(0.5)  # block the loop: the close has reached the socket but not the event loop
+    answer = await client.open("POST", server.url + "/x", HEADERS, BODY, 10)
+    assert await answer.read() == b"{}"
+    assert server.connections == 2
+    assert len(server.requests) == 2  # the second request went out exactly once
+
+
+async def test_a_pooled_connection_reset_just_now_is_replaced_and_the_request_sent_once(raw_server, either_client):
+    """The upstream resets the socket right after an answer; the next request comes sooner than a
+    pooled socket is polled, so it is written to the dead socket (or held for the end of the
+    loop's turn and found dead then): the kernel takes no byte, and it goes out on a new socket."""
+    client = either_client
+    reset = threading.Event()
+
+    def handler(conn: socket.socket, server: RawServer) -> None:
+        if server.record(read_request(conn)) is None:
+            return
+        conn.sendall(response(b"{}"))
+        if server.connections == 1:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset, not a polite close
+            reset.set()
+            return
+        while server.record(read_request(conn)) is not None:
+            conn.sendall(response(b"{}"))
+
+    server = raw_server(handler)
+    answer = await client.open("POST", server.url + "/x", HEADERS, BODY, 10)
+    await answer.read()
+    assert reset.wait(10)
+    time.sleep(0.1)  # the reset reached the socket, not yet the event loop
     answer = await client.open("POST", server.url + "/x", HEADERS, BODY, 10)
     assert await answer.read() == b"{}"
     assert server.connections == 2

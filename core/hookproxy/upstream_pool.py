@@ -125,6 +125,8 @@ class NativeUpstreamClient:
         self._ssl = ssl_context
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._closed = False
+        #: Connections holding a request until the end of this loop turn (see ``H1Connection.send``).
+        self._corked: list[H1Connection] = []
 
     async def open(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                    timeout: float) -> H1Response:
@@ -140,12 +142,19 @@ class NativeUpstreamClient:
         reused = connection is not None
         if connection is None:
             connection = await self._connect(pool, target, timeout)
+        try:
+            return await self._exchange(connection, head, body, timeout)
+        except httpx.HTTPError:
+            if not (reused and connection.not_sent):
+                raise
+        # The socket was dead before the kernel took a byte of the request: once more, on a new one.
+        connection = await self._connect(pool, target, timeout)
+        return await self._exchange(connection, head, body, timeout)
+
+    @staticmethod
+    async def _exchange(connection: H1Connection, head: bytes, body: bytes, timeout: float) -> H1Response:
+        """Send on ``connection`` and wait for the answer's head; the connection is closed on failure."""
         response = connection.send(head, body, timeout)
-        if reused and connection.write_failed:
-            # The kernel refused the bytes: the socket was dead before the request was accepted.
-            connection.close()
-            connection = await self._connect(pool, target, timeout)
-            response = connection.send(head, body, timeout)
         try:
             if connection.writing_paused:
                 await connection.drain()
@@ -191,7 +200,7 @@ class NativeUpstreamClient:
 
         def protocol() -> H1Connection:
             return H1Connection(loop, lambda connection: self._release(pool, connection),
-                                lambda connection: self._lost(pool, connection))
+                                lambda connection: self._lost(pool, connection), self._cork)
 
         try:
             async with asyncio.timeout(connect_timeout):
@@ -211,6 +220,16 @@ class NativeUpstreamClient:
             self._forget(pool)
             raise
         return connection
+
+    def _cork(self, connection: H1Connection) -> None:
+        if not self._corked:
+            self._loop.call_soon(self._flush)
+        self._corked.append(connection)
+
+    def _flush(self) -> None:
+        corked, self._corked = self._corked, []
+        for connection in corked:
+            connection.uncork()
 
     def _default_ssl(self) -> ssl.SSLContext:
         self._ssl = make_ssl_context()
