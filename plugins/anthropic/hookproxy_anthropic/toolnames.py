@@ -26,19 +26,24 @@ def shorten(chat: dict[str, Any]) -> dict[str, str]:
     """Shorten long tool names in ``chat`` in place (tools, tool_choice, earlier calls); return
     short name -> original for the names it changed."""
     names: dict[str, str] = {}
-
-    def fix(function: Any) -> None:
-        if isinstance(function, dict) and isinstance(function.get("name"), str) and len(function["name"]) > MAX_NAME:
-            short = short_name(function["name"])
-            names[short] = function["name"]
-            function["name"] = short
-
-    for tool in chat.get("tools") or []:
-        fix(tool.get("function"))
+    for tool in chat.get("tools") or ():
+        _shorten(tool.get("function"), names)
     choice = chat.get("tool_choice")
     if isinstance(choice, dict):
-        fix(choice.get("function"))
-    for message in chat.get("messages") or []:
-        for call in message.get("tool_calls") or []:
-            fix(call.get("function"))
+        _shorten(choice.get("function"), names)
+    for message in chat.get("messages") or ():
+        calls = message.get("tool_calls")
+        if calls:
+            for call in calls:
+                _shorten(call.get("function"), names)
     return names
+
+
+def _shorten(function: Any, names: dict[str, str]) -> None:
+    """Shorten one ``function`` object's name if it is too long, remembering the original."""
+    if isinstance(function, dict):
+        name = function.get("name")
+        if isinstance(name, str) and len(name) > MAX_NAME:
+            short = short_name(name)
+            names[short] = name
+            function["name"] = short
