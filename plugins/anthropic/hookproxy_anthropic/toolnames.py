@@ -9,6 +9,7 @@ name back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -19,6 +20,13 @@ _KEEP = MAX_NAME - 9
 def short_name(name: str) -> str:
     if len(name) <= MAX_NAME:
         return name
+    return _hashed(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hashed(name: str) -> str:
+    """The short form of a long name, remembered: a client sends the same tools (and the calls
+    of earlier turns) with every request, so each long name would be hashed many times over."""
     return f"{name[:_KEEP]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
