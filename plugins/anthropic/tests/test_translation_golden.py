@@ -156,6 +156,12 @@ REQUESTS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
      {"anthropic-version": "2023-06-01"}),
     ("user only text blocks", _body(messages=[_user([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}])]),
      {}),
+    ("texts around images", _body(messages=[_user([
+        {"type": "text", "text": "one"}, {"type": "image", "source": {"type": "url", "url": "https://e.com/1.png"}},
+        {"type": "text", "text": ""}, {"type": "text", "text": "two"},
+        {"type": "tool_result", "tool_use_id": "t9", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/gif", "data": "R0lG"}}]},
+        {"type": "text", "text": "three"}])]), {}),
     ("assistant prefill", _body(messages=[_user("hi"), _assistant("Sure,")]), {}),
     ("unicode", _body(messages=[_user("héllo \u2028 ☃ \U0001f600")], system="ß"), {}),
     ("extra fields ignored", _body(container="c", service_tier="auto", mcp_servers=[]), {}),

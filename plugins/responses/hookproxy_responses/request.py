@@ -153,6 +153,11 @@ def _where(index: int) -> str:
 
 
 class _Messages:
+    """Chat messages built item by item: a reasoning item waits for the assistant turn it
+    precedes, consecutive calls join one assistant message."""
+
+    __slots__ = ("messages", "names", "reasoning", "replay_reasoning", "tools")
+
     def __init__(self, names: ToolMap, replay_reasoning: bool) -> None:
         self.names = names
         self.replay_reasoning = replay_reasoning
@@ -252,24 +257,26 @@ def message_content(content: Any, index: int, *, images: bool) -> str | list[dic
     if not isinstance(content, list):
         where = f"{_where(index)}.content"
         raise InvalidRequest(f"{where} must be a string or an array of content parts", param=where)
-    parts: list[dict[str, Any]] = []
-    texts_only = True
+    texts: list[str] = []  # the texts, while every part is text (the usual case)
+    parts: list[dict[str, Any]] | None = None  # every part, from the first image on
     for position, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in _TEXT_PARTS:
             text = part.get("refusal") if kind == "refusal" else part.get("text")
             if isinstance(text, str) and text:
-                parts.append({"type": "text", "text": text})
+                if parts is None:
+                    texts.append(text)
+                else:
+                    parts.append({"type": "text", "text": text})
         elif kind == "input_image" and images:
+            if parts is None:
+                parts = [{"type": "text", "text": text} for text in texts]
             parts.append(_image(part, index, position))
-            texts_only = False
         else:
             where = f"{_where(index)}.content"
             raise InvalidRequest(f"{where}[{position}]: content of type {kind!r} is not supported here",
                                  param=f"{where}.{position}")
-    if texts_only:
-        return "\n".join([part["text"] for part in parts])
-    return parts
+    return "\n".join(texts) if parts is None else parts
 
 
 #: Content part types whose text is the message's text.

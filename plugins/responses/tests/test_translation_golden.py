@@ -155,6 +155,14 @@ REQUESTS: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
      {}, False),
     ("call arguments not string", _body(input=[_user("go"), _call("a", "f1", {"x": 1}), _output("a", "ok")]),
      {}, False),
+    ("texts around images", _body(input=[{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "one"}, {"type": "input_text", "text": ""},
+        {"type": "output_text", "text": "two"},
+        {"type": "input_image", "image_url": "https://example.com/1.png", "detail": "low"},
+        {"type": "refusal", "refusal": "three"}, {"type": "input_image", "image_url": "https://example.com/2.png"},
+        {"type": "summary_text", "text": "four"}, {"type": "text", "text": 5}]}]), {}, False),
+    ("system message parts", _body(input=[{"type": "message", "role": "developer", "content": [
+        {"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]}, _user("c")]), {}, False),
     ("unicode", _body(input="héllo \u2028 ☃ \U0001f600", instructions="ß"), {}, False),
     ("falsy refused fields", _body(background=False, conversation=None, prompt=""), {}, False),
 ]
