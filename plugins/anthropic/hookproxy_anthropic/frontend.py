@@ -36,6 +36,8 @@ from .toolnames import shorten
 
 #: Request headers a native Anthropic backend receives as the client sent them.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+#: Their raw (ASGI) names; neither is a secret the core keeps from front ends.
+_FORWARDED_RAW = {name.encode("latin-1"): name for name in FORWARDED_HEADERS}
 #: Selectors whose backends' protocol is remembered (clients may send any model string).
 _SELECTORS_KEPT = 1024
 
@@ -70,7 +72,7 @@ class MessagesFrontend(Frontend):
             chat: dict[str, Any] = {"model": model, "messages": [], "stream": stream}
         else:
             chat = to_chat(body, stream=stream)
-        headers = {name: value for name in FORWARDED_HEADERS if (value := request.header(name)) is not None}
+        headers = forwarded_headers(request)
         stops = [stop for stop in body.get("stop_sequences") or [] if isinstance(stop, str)]
         return ClientRequest(self.name, ANTHROPIC, model, stream, chat, native=body, headers=headers,
                              state={"stops": stops, "tool_names": shorten(chat)})
@@ -110,6 +112,21 @@ class MessagesFrontend(Frontend):
 
     def started(self, event: SSEEvent, backend: str, need_output: bool) -> bool:
         return anthropic_started(event, backend, need_output)
+
+
+def forwarded_headers(request: HTTPRequest) -> dict[str, str]:
+    """The ``FORWARDED_HEADERS`` the client sent (the first of each, in that order).
+
+    One pass over the raw header list instead of one ``request.header`` scan per name: this runs
+    for every request, and clients send a dozen or more headers."""
+    found: dict[str, str] = {}
+    for raw, value in request.scope.get("headers", ()):
+        name = _FORWARDED_RAW.get(raw)
+        if name is not None and name not in found:
+            found[name] = value.decode("latin-1")
+    if len(found) > 1:
+        return {name: found[name] for name in FORWARDED_HEADERS if name in found}
+    return found
 
 
 def validate(body: dict[str, Any]) -> tuple[str, bool]:

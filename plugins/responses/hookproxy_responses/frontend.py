@@ -70,7 +70,7 @@ class ResponsesFrontend(Frontend):
         chat = to_chat(body, items, names, model=model, stream=stream,
                        replay_reasoning=self.settings.responses_replay_reasoning)
         keep = self.store is not None and body.get("store") is not False
-        state = ResponseState(model, names, echo_fields(body), history=items if keep else None)
+        state = ResponseState(model, names, echo_fields(body), items if keep else None)
         # usage_requested: a Responses stream always ends with usage, so the backend's usage chunk
         # must reach render_stream (the openai-compatible connector asks for it on every stream).
         return ClientRequest(self.name, PROTOCOL, model, stream, chat, native=body, usage_requested=stream,
