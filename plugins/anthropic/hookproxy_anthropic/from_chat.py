@@ -66,6 +66,12 @@ def render_message(body: bytes, model: str, stops: list[str], names: Mapping[str
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise UpstreamUnreachable(f"the backend answered with a body that is not JSON: {body[:200]!r}") from None
+    return message_from_chat(data, model, stops, names)
+
+
+def message_from_chat(data: Any, model: str, stops: list[str], names: Mapping[str, str] | None = None
+                      ) -> dict[str, Any]:
+    """:func:`render_message` of an answer already parsed (the core's ``Reply.data``)."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices or not isinstance(choices[0], dict):
         raise UpstreamUnreachable("the backend answered without a choice")

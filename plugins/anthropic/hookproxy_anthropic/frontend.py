@@ -24,11 +24,12 @@ from hookproxy import (
     JSONAnswer,
     Proxy,
     ProxyError,
+    Reply,
     SSEEvent,
 )
 
 from .connector import AnthropicBackend
-from .from_chat import render_events, render_message
+from .from_chat import message_from_chat, render_events, render_message
 from .protocol import ANTHROPIC, PING, client_status, error_document, event, loads
 from .to_chat import to_chat
 from .tokens import count_tokens
@@ -96,6 +97,14 @@ class MessagesFrontend(Frontend):
     def render_body(self, body: bytes, client: ClientRequest) -> bytes:
         state = client.state
         return orjson.dumps(render_message(body, client.model, state.get("stops", []), state.get("tool_names")))
+
+    def render_reply(self, reply: Reply, client: ClientRequest) -> bytes:
+        """The answer the core already parsed, translated without parsing it again."""
+        if reply.data is None:
+            return self.render_body(reply.body or b"", client)
+        state = client.state
+        return orjson.dumps(message_from_chat(reply.data, client.model, state.get("stops", []),
+                                              state.get("tool_names")))
 
     def render_stream(self, chunks: AsyncIterator[bytes], client: ClientRequest) -> AsyncIterator[bytes]:
         state = client.state

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-from hookproxy import ClientRequest, HTTPRequest, ProxyError
+from hookproxy import ClientRequest, HTTPRequest, ProxyError, Reply
 from hookproxy_anthropic.frontend import MessagesFrontend
 
 GOLDEN = Path(__file__).parent / "golden" / "messages.json"
@@ -300,11 +300,14 @@ def _parsed(body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
             "chat": client.body, "headers": dict(client.headers), "state": client.state}
 
 
-def _rendered(answer: Any, stops: list[str], names: dict[str, str]) -> dict[str, Any]:
+def _rendered(answer: Any, stops: list[str], names: dict[str, str], parsed: bool = False) -> dict[str, Any]:
+    """The answer rendered from its bytes, or (``parsed``) from the object the core parsed."""
     raw = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     client = ClientRequest("anthropic", "anthropic-messages", "claude-x", False, {}, state={
         "stops": stops, "tool_names": names})
     try:
+        if parsed:
+            return {"bytes": _frontend().render_reply(Reply(body=raw, data=orjson.loads(raw)), client).decode()}
         return {"bytes": _frontend().render_body(raw, client).decode()}
     except ProxyError as error:
         return _error(error)
@@ -352,3 +355,20 @@ if __name__ == "__main__":
     uuid.uuid4 = lambda: uuid.UUID(int=7)  # type: ignore[assignment]
     GOLDEN.write_text(json.dumps(_results(), indent=1, ensure_ascii=False, sort_keys=False) + "\n")
     sys.exit(0)
+
+
+def test_an_answer_the_core_parsed_renders_as_its_bytes_do() -> None:
+    """``render_reply`` translates ``Reply.data`` (the answer the core parsed once) exactly as
+    ``render_body`` translates the bytes, for every answer the core would pass on parsed."""
+    cases = [(name, answer, stops, names) for name, answer, stops, names in ANSWERS]
+    cases += [(name, raw, [], {}) for name, raw in BAD_ANSWERS if _json_object(raw)]
+    assert len(cases) > len(ANSWERS)
+    for name, answer, stops, names in cases:
+        assert _rendered(answer, stops, names, parsed=True) == _rendered(answer, stops, names), name
+
+
+def _json_object(raw: Any) -> bool:
+    try:
+        return isinstance(orjson.loads(raw if isinstance(raw, bytes) else orjson.dumps(raw)), dict)
+    except orjson.JSONDecodeError:
+        return False

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from hookproxy import ClientRequest, HTTPRequest, ProxyError
+from hookproxy import ClientRequest, HTTPRequest, ProxyError, Reply
 from hookproxy_responses import ResponsesFrontend, ResponsesSettings
 from hookproxy_responses.response import STATE, ResponseState
 from hookproxy_responses.store import MemoryStore
@@ -308,13 +308,17 @@ def _render_names() -> ToolMap:
     return names
 
 
-def _rendered(answer: Any) -> dict[str, Any]:
+def _rendered(answer: Any, parsed: bool = False) -> dict[str, Any]:
+    """The answer rendered from its bytes, or (``parsed``) from the object the core parsed."""
     raw = answer if isinstance(answer, bytes) else orjson.dumps(answer)
     state = ResponseState("gpt-x", _render_names(), {"instructions": None, "store": False})
     state.id = "resp_00112233445566778899aabb"
     state.created_at = 1700000000
     client = ClientRequest("responses", "openai-responses", "gpt-x", False, {}, state={STATE: state})
     try:
+        if parsed:
+            reply = Reply(body=raw, data=orjson.loads(raw))
+            return {"bytes": _frontend({}, False).render_reply(reply, client).decode()}
         return {"bytes": _frontend({}, False).render_body(raw, client).decode()}
     except ProxyError as error:
         return _error(error)
@@ -356,3 +360,19 @@ def test_the_corpus_covers_failures_and_successes() -> None:
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(_results(), indent=1, ensure_ascii=False) + "\n")
     sys.exit(0)
+
+
+def test_an_answer_the_core_parsed_renders_as_its_bytes_do() -> None:
+    """``render_reply`` translates ``Reply.data`` (the answer the core parsed once) exactly as
+    ``render_body`` translates the bytes, for every answer the core would pass on parsed."""
+    cases = [answer for _name, answer in ANSWERS] + [raw for _name, raw in BAD_ANSWERS if _json_object(raw)]
+    assert len(cases) > len(ANSWERS)
+    for answer in cases:
+        assert _rendered(answer, parsed=True) == _rendered(answer), answer
+
+
+def _json_object(raw: Any) -> bool:
+    try:
+        return isinstance(orjson.loads(raw if isinstance(raw, bytes) else orjson.dumps(raw)), dict)
+    except orjson.JSONDecodeError:
+        return False
