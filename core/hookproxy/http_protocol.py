@@ -18,7 +18,8 @@ shutdown through ``shutdown()``), for two reasons:
   answer's head and body written with two system calls. Here one lazily moved clock per
   connection serves every timeout, a request waits on a plain future, and the head leaves with
   the first body bytes in one ``write`` (a streamed head is flushed by the next loop turn when no
-  body follows at once, so a waiting stream still gets its headers).
+  body follows at once, so a waiting stream still gets its headers). Whole answers finished in
+  one turn of the event loop are written together at its end (``HttpProtocol.cork``).
 
 WebSocket upgrades are not offered (the proxy has no WebSocket route): an ``Upgrade`` request
 is served as plain HTTP/1.1, which is what a client must accept from a server that does not
@@ -453,9 +454,10 @@ class HttpProtocol(asyncio.Protocol):
         """Hold a whole answer until the end of this turn of the event loop, then write it.
 
         Why: a complete answer is the last write of its request, and under load many answers
-        are finished in one turn. Written back to back, they wake each waiting client once per
-        turn rather than once per answer: on a virtual machine each wake-up of a process on
-        another core is an interrupt that costs the writer several microseconds of system time.
+        are finished in one turn. Written back to back, they wake a process that waits on several
+        of these connections (a load generator, an agent running requests in parallel, another
+        proxy) once per turn rather than once per answer: on a virtual machine each wake-up of a
+        process on another core is an interrupt that costs the writer microseconds of system time.
         The answer leaves at the start of the next turn, before the loop sleeps (a few
         microseconds later), and any other write or close on the connection writes it first.
         """

@@ -11,8 +11,9 @@ closed after ``keepalive_expiry`` seconds unused. TLS uses the ``ssl`` default c
 
 Re-sending: a request is sent at most twice, and the second time only when the first socket was
 found dead before the kernel took any byte of the request: a pooled socket is checked before use
-(closed, or bytes/EOF pending), and if the write itself fails on a reused socket the request goes
-once more on a fresh one. Once a request was written, a failure is reported, never re-sent: the
+(closed, or bytes/EOF pending), and if the write itself fails on a reused socket (or the socket
+closed while the request was held for the end of the loop's turn, see ``H1Connection.send``) the
+request goes once more on a fresh one. Once a request was written, a failure is reported, never re-sent: the
 upstream may have started working on it.
 """
 
