@@ -125,11 +125,14 @@ class ConnectionPool:
         #: Called once when the server starts its graceful shutdown (asks connections to finish).
         self.on_shutdown = on_shutdown
         self.shutting_down = False
-        #: Connections holding a whole answer until the end of this turn of the event loop.
+        #: Whether a whole answer was written this turn of the event loop (see ``HttpProtocol.cork``).
+        self.turn_started = False
+        #: Connections holding a whole answer until the end of this turn.
         self.corked: list[HttpProtocol] = []
 
     def flush(self) -> None:
-        """Write every answer held this turn, one after another (see ``HttpProtocol.cork``)."""
+        """The turn is over: write every answer held in it, one after another."""
+        self.turn_started = False
         corked, self.corked = self.corked, []
         for connection in corked:
             connection.uncork()
@@ -451,20 +454,25 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.close()
 
     def cork(self, data: bytes) -> None:
-        """Hold a whole answer until the end of this turn of the event loop, then write it.
+        """Write a whole answer now if it is the first of this turn of the event loop, else hold
+        it until the turn is over and write it then with the others.
 
         Why: a complete answer is the last write of its request, and under load many answers
         are finished in one turn. Written back to back, they wake a process that waits on several
         of these connections (a load generator, an agent running requests in parallel, another
-        proxy) once per turn rather than once per answer: on a virtual machine each wake-up of a
-        process on another core is an interrupt that costs the writer microseconds of system time.
-        The answer leaves at the start of the next turn, before the loop sleeps (a few
-        microseconds later), and any other write or close on the connection writes it first.
+        proxy) once or twice per turn rather than once per answer: on a virtual machine each
+        wake-up of a process on another core is an interrupt that costs the writer microseconds
+        of system time. The first answer of a turn is not held, so a lone request waits for
+        nothing; a held one leaves at the start of the next turn, before the loop sleeps, and any
+        other write or close on its connection writes it first.
         """
+        pool = self.pool
+        if not pool.turn_started:
+            pool.turn_started = True
+            self.loop.call_soon(pool.flush)
+            self.write(data)
+            return
         if not self.corked:
-            pool = self.pool
-            if not pool.corked:
-                self.loop.call_soon(pool.flush)
             pool.corked.append(self)
         self.corked += data
 

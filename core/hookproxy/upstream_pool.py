@@ -126,7 +126,9 @@ class NativeUpstreamClient:
         self._ssl = ssl_context
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._closed = False
-        #: Connections holding a request until the end of this loop turn (see ``H1Connection.send``).
+        #: Whether a request was written this turn of the event loop (see ``H1Connection.send``).
+        self._turn_started = False
+        #: Connections holding a request until the end of this turn.
         self._corked: list[H1Connection] = []
 
     async def open(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
@@ -222,12 +224,17 @@ class NativeUpstreamClient:
             raise
         return connection
 
-    def _cork(self, connection: H1Connection) -> None:
-        if not self._corked:
+    def _cork(self, connection: H1Connection) -> bool:
+        """Whether ``connection`` is to hold its request: not the first of this turn, which goes now."""
+        if not self._turn_started:
+            self._turn_started = True
             self._loop.call_soon(self._flush)
+            return False
         self._corked.append(connection)
+        return True
 
     def _flush(self) -> None:
+        self._turn_started = False
         corked, self._corked = self._corked, []
         for connection in corked:
             connection.uncork()
