@@ -16,7 +16,6 @@ every malformed shape a translator checks.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import uuid
 from pathlib import Path
@@ -26,9 +25,10 @@ import orjson
 import pytest
 
 from hookproxy import ClientRequest, HTTPRequest, ProxyError, Reply
+from hookproxy.testing import GoldenFile
 from hookproxy_anthropic.frontend import MessagesFrontend
 
-GOLDEN = Path(__file__).parent / "golden" / "messages.json"
+GOLDEN = GoldenFile(Path(__file__).parent / "golden" / "messages.json")
 LONG_TOOL = "mcp__a_very_long_server_name_for_testing__and_an_even_longer_tool_name_that_goes_on"
 OTHER_LONG = "mcp__another_server_with_a_long_name__tool_" + "x" * 40
 
@@ -327,34 +327,13 @@ def _fixed_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=7))
 
 
-def _golden() -> dict[str, Any]:
-    return dict(json.loads(GOLDEN.read_text()))
-
-
 @pytest.mark.parametrize("group", ["requests", "bad_requests", "answers", "bad_answers"])
 def test_every_case_translates_as_recorded(group: str) -> None:
-    expected = _golden()[group]
-    actual = json.loads(json.dumps(_results()[group]))
-    assert list(actual) == list(expected)
-    for name in expected:
-        assert actual[name] == expected[name], name
-        # Key order too: the canonical body is sent upstream as serialised.
-        assert json.dumps(actual[name]) == json.dumps(expected[name]), name
+    GOLDEN.assert_matches(group, _results()[group])
 
 
 def test_the_corpus_covers_failures_and_successes() -> None:
-    """Guard against a recording in which everything failed (or nothing did)."""
-    golden = _golden()
-    assert all("error" not in result for result in golden["requests"].values())
-    assert all("error" in result for result in golden["bad_requests"].values())
-    assert all("bytes" in result for result in golden["answers"].values())
-    assert all("error" in result for result in golden["bad_answers"].values())
-
-
-if __name__ == "__main__":
-    uuid.uuid4 = lambda: uuid.UUID(int=7)  # type: ignore[assignment]
-    GOLDEN.write_text(json.dumps(_results(), indent=1, ensure_ascii=False, sort_keys=False) + "\n")
-    sys.exit(0)
+    GOLDEN.assert_outcomes(succeeded=("requests", "answers"), failed=("bad_requests", "bad_answers"))
 
 
 def test_an_answer_the_core_parsed_renders_as_its_bytes_do() -> None:
@@ -372,3 +351,9 @@ def _json_object(raw: Any) -> bool:
         return isinstance(orjson.loads(raw if isinstance(raw, bytes) else orjson.dumps(raw)), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+if __name__ == "__main__":
+    uuid.uuid4 = lambda: uuid.UUID(int=7)  # type: ignore[assignment]
+    GOLDEN.record(_results())
+    sys.exit(0)

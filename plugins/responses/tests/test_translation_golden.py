@@ -16,7 +16,6 @@ the translator checks.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ import orjson
 import pytest
 
 from hookproxy import ClientRequest, HTTPRequest, ProxyError, Reply
+from hookproxy.testing import GoldenFile
 from hookproxy_responses import ResponsesFrontend, ResponsesSettings
 from hookproxy_responses.response import STATE, ResponseState
 from hookproxy_responses.store import MemoryStore
 from hookproxy_responses.tools import ToolMap
 
-GOLDEN = Path(__file__).parent / "golden" / "responses.json"
+GOLDEN = GoldenFile(Path(__file__).parent / "golden" / "responses.json")
 LONG = "a_tool_name_that_is_much_longer_than_sixty_four_characters_allowed_by_chat"
 
 
@@ -333,33 +333,13 @@ def _results() -> dict[str, Any]:
     }
 
 
-def _golden() -> dict[str, Any]:
-    return dict(json.loads(GOLDEN.read_text()))
-
-
 @pytest.mark.parametrize("group", ["requests", "bad_requests", "answers", "bad_answers"])
 def test_every_case_translates_as_recorded(group: str) -> None:
-    expected = _golden()[group]
-    actual = json.loads(json.dumps(_results()[group]))
-    assert list(actual) == list(expected)
-    for name in expected:
-        assert actual[name] == expected[name], name
-        # Key order too: the canonical body is sent upstream as serialised, the response as rendered.
-        assert json.dumps(actual[name]) == json.dumps(expected[name]), name
+    GOLDEN.assert_matches(group, _results()[group])
 
 
 def test_the_corpus_covers_failures_and_successes() -> None:
-    """Guard against a recording in which everything failed (or nothing did)."""
-    golden = _golden()
-    assert all("error" not in result for result in golden["requests"].values())
-    assert all("error" in result for result in golden["bad_requests"].values())
-    assert all("bytes" in result for result in golden["answers"].values())
-    assert all("error" in result for result in golden["bad_answers"].values())
-
-
-if __name__ == "__main__":
-    GOLDEN.write_text(json.dumps(_results(), indent=1, ensure_ascii=False) + "\n")
-    sys.exit(0)
+    GOLDEN.assert_outcomes(succeeded=("requests", "answers"), failed=("bad_requests", "bad_answers"))
 
 
 def test_an_answer_the_core_parsed_renders_as_its_bytes_do() -> None:
@@ -376,3 +356,8 @@ def _json_object(raw: Any) -> bool:
         return isinstance(orjson.loads(raw if isinstance(raw, bytes) else orjson.dumps(raw)), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+if __name__ == "__main__":
+    GOLDEN.record(_results())
+    sys.exit(0)
