@@ -257,6 +257,17 @@ class Broken:
         raise RuntimeError("observer bug")
 
 
+class ProxyFirst:
+    """An observer that names its arguments in another order: they are passed by name."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[object, object]] = []
+
+    @hookproxy.hookimpl
+    def request_ended(self, proxy, event):
+        self.seen.append((proxy, event))
+
+
 def test_hook_attempt_ended(proxy_for, fake_upstream):
     recorder = Recorder()
     running = proxy_for({"failure_handling": {"min_retry_wait": 0.01}}, plugins=(("rec", recorder),))
@@ -275,7 +286,8 @@ def test_hook_attempt_ended(proxy_for, fake_upstream):
 
 def test_hook_request_ended(proxy_for, fake_upstream, caplog):
     recorder = Recorder()
-    running = proxy_for(plugins=(("broken", Broken()), ("rec", recorder)))
+    other_order = ProxyFirst()
+    running = proxy_for(plugins=(("broken", Broken()), ("rec", recorder), ("other-order", other_order)))
     for _ in range(2):  # the broken observer is logged once, and never reaches the client
         response = httpx.post(running.url + "/v1/chat/completions",
                               headers={"x-api-key": PROXY_KEY, "x-request-id": "client-id-1"},
@@ -289,6 +301,8 @@ def test_hook_request_ended(proxy_for, fake_upstream, caplog):
     assert event.usage is not None and (event.usage.input, event.usage.output) == (1, 1)
     assert event.duration >= event.overhead >= 0 and event.attempts == 1 and event.error is None
     assert caplog.text.count("observer 'broken' failed") == 1
+    eventually(lambda: len(other_order.seen) == 2, within=5, what="request_ended (proxy, event)")
+    assert all(proxy.backends and isinstance(event, hookproxy.RequestEnded) for proxy, event in other_order.seen)
 
 
 def test_every_hook_has_a_test_and_is_documented_in_the_readme():

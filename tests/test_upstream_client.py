@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -156,6 +157,45 @@ async def test_an_idle_connection_closed_by_the_upstream_is_replaced_before_send
     assert await answer.read() == b"{}"
     assert server.connections == 2
     assert len(server.requests) == 2  # the second request went out exactly once
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+async def test_a_pooled_connection_reset_just_now_is_replaced_and_the_request_sent_once(
+    raw_server, either_client, parallel
+):
+    """The upstream resets its sockets right after an answer; the next requests come sooner than a
+    pooled socket is polled, so each is written to a dead socket (the first of the loop's turn at
+    once, the others when the turn is over): the kernel takes no byte, and each goes out once, on
+    a new socket."""
+    client = either_client
+    go_reset = threading.Event()
+    resets_done = threading.Barrier(parallel + 1)
+
+    def handler(conn: socket.socket, server: RawServer) -> None:
+        if server.record(read_request(conn)) is None:
+            return
+        conn.sendall(response(b"{}"))
+        if server.connections <= parallel:
+            go_reset.wait(10)  # once the client has read every answer and pooled the sockets
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset, not a polite close
+            resets_done.wait(10)
+            return
+        while server.record(read_request(conn)) is not None:
+            conn.sendall(response(b"{}"))
+
+    async def one() -> bytes:
+        answer = await client.open("POST", server.url + "/x", HEADERS, BODY, 10)
+        return await answer.read()
+
+    server = raw_server(handler)
+    assert await asyncio.gather(*(one() for _ in range(parallel))) == [b"{}"] * parallel
+    go_reset.set()
+    resets_done.wait(10)
+    time.sleep(0.1)  # the resets reached the sockets, not yet the event loop (blocked here)
+    assert await asyncio.gather(*(one() for _ in range(parallel))) == [b"{}"] * parallel
+    assert server.connections == 2 * parallel
+    assert len(server.requests) == 2 * parallel  # each request of the second round went out exactly once
 
 
 async def test_a_request_the_upstream_read_is_never_sent_again(raw_server, client):

@@ -119,6 +119,10 @@ class Reply:
     protocol: str = OPENAI_CHAT
     #: The upstream's token usage when the core already read it (non-streamed HTTP answers).
     usage: Usage | None = None
+    #: ``body`` as parsed JSON when the core already parsed it (non-streamed HTTP answers that no
+    #: ``transform_body`` changed), so a front end that translates it need not parse it again.
+    #: Read-only: it is the same object the core read the usage from.
+    data: Any = None
 
     async def aclose(self) -> None:
         if self.close is not None:

@@ -92,6 +92,22 @@ def header_value(value: str) -> bytes:
     return quote(value, safe=_HEADER_SAFE).encode()
 
 
+#: ``header_value`` of backend and model names seen lately (a few names serve most requests).
+_KNOWN_VALUES: dict[str, bytes] = {}
+_KNOWN_VALUES_KEPT = 1024
+
+
+def known_header_value(value: str) -> bytes:
+    """``header_value(value)``, remembered: the names of backends and models repeat."""
+    encoded = _KNOWN_VALUES.get(value)
+    if encoded is None:
+        encoded = header_value(value)
+        if len(_KNOWN_VALUES) >= _KNOWN_VALUES_KEPT:
+            _KNOWN_VALUES.clear()
+        _KNOWN_VALUES[value] = encoded
+    return encoded
+
+
 def check_model(model: str) -> None:
     """Refuse a selector with control characters (CR, LF, NUL, ...) before any upstream I/O."""
     match = _CONTROL.search(model)
@@ -237,28 +253,24 @@ class FrontendMiddleware:
         token = REQUEST_ID.set(request_id)  # every log line about this request carries its id
         trace = Trace(self.proxy.observers, request_id, frontend.name, scope["path"])
         try:
-            await self._serve_traced(frontend, head, trace, scope, receive, send)
+            try:
+                client, attempts, step = await self._first_answer(frontend, head, trace, receive)
+            except ProxyError as error:
+                await _fail(send, error, frontend, trace)
+                return
+            except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
+                log.exception("internal error while serving %s", scope["path"])
+                await _fail(send, internal_error(), frontend, trace)
+                return
+            if isinstance(step, Reply):
+                await respond(self.proxy, frontend, client, step, trace, scope, receive, send)
+                return
+            # A stream that must wait longer than a keep-alive interval: commit it now so keep-alives flow.
+            await send_stream(receive, send, 200, {**_COMMITTED_HEADERS, REQUEST_ID_HEADER: trace.request_id},
+                              after_wait(frontend, client, attempts, step, self.proxy.settings.keepalive_interval,
+                                         trace))
         finally:
             REQUEST_ID.reset(token)
-
-    async def _serve_traced(
-        self, frontend: Frontend, head: RequestHead, trace: Trace, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        try:
-            client, attempts, step = await self._first_answer(frontend, head, trace, receive)
-        except ProxyError as error:
-            await _fail(send, error, frontend, trace)
-            return
-        except Exception:  # noqa: BLE001 - a bug must still reach the client as an error body
-            log.exception("internal error while serving %s", scope["path"])
-            await _fail(send, internal_error(), frontend, trace)
-            return
-        if isinstance(step, Reply):
-            await respond(self.proxy, frontend, client, step, trace, scope, receive, send)
-            return
-        # A stream that must wait longer than a keep-alive interval: commit it now so keep-alives flow.
-        await send_stream(receive, send, 200, {**_COMMITTED_HEADERS, REQUEST_ID_HEADER: trace.request_id}, after_wait(
-            frontend, client, attempts, step, self.proxy.settings.keepalive_interval, trace))
 
     async def _first_answer(
         self, frontend: Frontend, head: RequestHead, trace: Trace, receive: Receive
@@ -429,19 +441,23 @@ async def respond(
     content_type = reply.headers.get("content-type", "application/json")
     if reply.protocol != frontend.protocol:
         try:
-            body = frontend.render_body(body, client)
+            body = frontend.render_reply(reply, client)
         except ProxyError as error:
             await _fail(send, error, frontend, trace)
             return
         content_type = "application/json"
-    raw_headers = [(b"content-type", header_value(content_type)), (b"content-length", b"%d" % len(body))]
-    if any(name.lower().startswith("x-hookproxy-") for name in reply.headers):  # a plugin's own
+    type_header = JSON_HEADER if content_type == "application/json" else (b"content-type", header_value(content_type))
+    raw_headers = [type_header, (b"content-length", b"%d" % len(body))]
+    extra = reply.headers
+    if (len(extra) > 1 or "content-type" not in extra) and any(
+            name.lower().startswith("x-hookproxy-") for name in extra):  # a plugin's own
         raw_headers.extend((name.encode(), header_value(value)) for name, value in reply_headers(reply, trace).items())
     else:
-        raw_headers += ((b"x-hookproxy-backend", header_value(reply.backend)),
-                        (b"x-hookproxy-model", header_value(reply.model)),
+        raw_headers += ((b"x-hookproxy-backend", known_header_value(reply.backend)),
+                        (b"x-hookproxy-model", known_header_value(reply.model)),
                         (_REQUEST_ID, trace.request_id.encode()),  # a safe token (new_request_id)
                         (_OVERHEAD, b"%.2f" % (trace.overhead() * 1000)))
     trace.first_byte = trace.elapsed()
-    await send_json(send, reply.status, body, raw_headers)
+    await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
     trace.end(reply.status)

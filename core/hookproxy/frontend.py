@@ -31,6 +31,7 @@ from .errors import ProxyError
 from .sse import SSEEvent, encode_comment
 
 if TYPE_CHECKING:
+    from .backend import Reply
     from .proxy import Proxy
 
 #: The protocol name of canonical replies (OpenAI chat completions).
@@ -183,6 +184,12 @@ class Frontend:
     def render_body(self, body: bytes, client: ClientRequest) -> bytes:
         """A canonical ``chat.completion`` JSON body, as this protocol's non-streamed answer."""
         return body
+
+    def render_reply(self, reply: Reply, client: ClientRequest) -> bytes:
+        """What the core calls for a non-streamed answer in another protocol: by default
+        :meth:`render_body` of its body. Override it to use ``reply.data``, the body the core
+        already parsed (when it did), instead of parsing the JSON a second time."""
+        return self.render_body(reply.body or b"", client)
 
     def render_stream(self, chunks: AsyncIterator[bytes], client: ClientRequest) -> AsyncIterator[bytes]:
         """Canonical chunk SSE bytes, as this protocol's event stream. An upstream failure in

@@ -15,7 +15,6 @@ usage chunk on streams and keeps it from chat clients that did not ask for one.
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import os
 import random
@@ -100,6 +99,9 @@ def usage_in(payload: Any) -> Usage | None:
     """The usage in one parsed answer or event (top level, ``message`` or ``response``)."""
     if not isinstance(payload, dict):
         return None
+    usage = payload.get("usage")
+    if "message" not in payload and "response" not in payload:  # a chat completion: one place to look
+        return Usage.from_block(usage) if isinstance(usage, dict) else None
     found: Usage | None = None
     for holder in (payload, payload.get("message"), payload.get("response")):
         if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
@@ -185,36 +187,53 @@ class Observers:
     client requests being served (for a gauge)."""
 
     def __init__(self, pm: pluggy.PluginManager, proxy: object) -> None:
-        self.attempt: list[tuple[str, Observer]] = _impls(pm, "attempt_ended", proxy)
-        self.request: list[tuple[str, Observer]] = _impls(pm, "request_ended", proxy)
+        self.attempt = _impls(pm, "attempt_ended", proxy)
+        self.request = _impls(pm, "request_ended", proxy)
         self._failed: set[str] = set()
         self.in_flight = 0
 
     def attempt_ended(self, event: AttemptEnded) -> None:
-        self._fire(self.attempt, event)
+        for name, observer, proxy in self.attempt:
+            try:
+                observer(event) if proxy is None else observer(event, proxy)
+            except Exception:  # noqa: BLE001 - an observer must never break a request
+                self._failed_once(name)
 
     def request_ended(self, event: RequestEnded) -> None:
-        self._fire(self.request, event)
-
-    def _fire(self, observers: list[tuple[str, Observer]], event: object) -> None:
-        for name, observer in observers:
+        for name, observer, proxy in self.request:
             try:
-                observer(event=event)
+                observer(event) if proxy is None else observer(event, proxy)
             except Exception:  # noqa: BLE001 - an observer must never break a request
-                if name not in self._failed:
-                    self._failed.add(name)
-                    log.exception("observer %r failed (logged once; the request was not affected)", name)
+                self._failed_once(name)
+
+    def _failed_once(self, name: str) -> None:
+        if name not in self._failed:
+            self._failed.add(name)
+            log.exception("observer %r failed (logged once; the request was not affected)", name)
 
 
-def _impls(pm: pluggy.PluginManager, hook_name: str, proxy: object) -> list[tuple[str, Observer]]:
-    """Each implementation as a callable taking ``event=`` (``proxy`` bound when it asks for it)."""
-    observers: list[tuple[str, Observer]] = []
+def _impls(pm: pluggy.PluginManager, hook_name: str, proxy: object) -> list[tuple[str, Observer, object | None]]:
+    """Each implementation, to be called with the event first and the proxy second when it asks
+    for it (positional arguments: one call per observer and event, no keyword dictionary)."""
+    observers: list[tuple[str, Observer, object | None]] = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         function = impl.function
-        if "proxy" in impl.argnames:
-            function = functools.partial(function, proxy=proxy)
-        observers.append((impl.plugin_name, function))
+        names = tuple(impl.argnames)
+        if names == ("event",):
+            observers.append((impl.plugin_name, function, None))
+        elif names == ("event", "proxy"):
+            observers.append((impl.plugin_name, function, proxy))
+        else:  # another order, or only some of the arguments: passed by name
+            observers.append((impl.plugin_name, _by_name(function, names, proxy), None))
     return observers
+
+
+def _by_name(function: Observer, names: tuple[str, ...], proxy: object) -> Observer:
+    def observer(event: object) -> object:
+        arguments = {"event": event, "proxy": proxy}
+        return function(**{name: arguments[name] for name in names})
+
+    return observer
 
 
 class Trace:

@@ -248,7 +248,12 @@ class Proxy:
         prepare = self.hooks.caller("prepare_request", backend)
         if prepare is not None:
             await await_all(prepare(backend=backend, call=call, request=request))
-        response = await self._send(backend, request)
+        assert self.upstream is not None, "Proxy.start() was not awaited"
+        try:
+            response = await self.upstream.open(request.method, request.url, request.headers,
+                                                orjson.dumps(request.json), request.timeout)
+        except httpx.HTTPError as exc:
+            raise _not_answered(backend, request, exc) from exc
         try:
             decoder = decoder_for(backend.id, response.headers)
         except UpstreamError:
@@ -277,14 +282,23 @@ class Proxy:
                 close=response.aclose,
                 protocol=protocol,
             )
+        limit = self.settings.max_response_bytes
+        declared = response.headers.get("content-length", "")
         try:
-            body = await _read_body(backend, response, decoder, self.settings.max_response_bytes)
+            if decoder is None and declared.isdigit() and int(declared) <= limit:
+                # The length is known and within the cap: one read, no async generator per answer.
+                try:
+                    body = await response.read()
+                except httpx.HTTPError as exc:
+                    raise _broken(backend, exc) from exc
+            else:
+                body = await _read_body(backend, response, decoder, limit)
         finally:
             await response.aclose()
         parsed = _check_json(backend, response.status, content_type, body)
-        body = backend.transform_body(call, body)
-        return Reply(status=response.status, headers={"content-type": "application/json"}, body=body,
-                     protocol=protocol, usage=usage_in(parsed))
+        transformed = backend.transform_body(call, body)
+        return Reply(status=response.status, headers={"content-type": "application/json"}, body=transformed,
+                     protocol=protocol, usage=usage_in(parsed), data=parsed if transformed is body else None)
 
     def _redactor(self, backend: HTTPBackend, request: UpstreamRequest) -> Redactor:
         return Redactor([*self.settings.api_keys, backend.api_key(), *credential_values(request.headers)])
@@ -318,18 +332,21 @@ class Proxy:
             timeout=backend.timeout() or self.settings.timeout,
         )
 
-    async def _send(self, backend: Backend, request: UpstreamRequest) -> UpstreamResponse:
-        assert self.upstream is not None, "Proxy.start() was not awaited"
-        try:
-            return await self.upstream.open(request.method, request.url, request.headers,
-                                            orjson.dumps(request.json), request.timeout)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"backend {backend.id!r} timed out: {exc}", backend=backend.id) from exc
-        except httpx.HTTPError as exc:
-            host = request.url.split("/")[2] if "://" in request.url else request.url
-            raise UpstreamUnreachable(
-                f"backend {backend.id!r} at {host} is unreachable: {exc}", backend=backend.id
-            ) from exc
+
+
+def _not_answered(backend: Backend, request: UpstreamRequest, exc: httpx.HTTPError) -> UpstreamError:
+    """A request that got no answer head: a timeout, or an unreachable backend (named by host)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"backend {backend.id!r} timed out: {exc}", backend=backend.id)
+    host = request.url.split("/")[2] if "://" in request.url else request.url
+    return UpstreamUnreachable(f"backend {backend.id!r} at {host} is unreachable: {exc}", backend=backend.id)
+
+
+def _broken(backend: Backend, exc: httpx.HTTPError) -> UpstreamError:
+    """An answer whose body did not arrive whole: it stopped (timeout) or broke."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id)
+    return UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id)
 
 
 async def _iterate(
@@ -344,12 +361,10 @@ async def _iterate(
                 guard.read_started()
             else:
                 yield chunk
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
     except httpx.HTTPError as exc:
-        if guard is not None and guard.fired:
+        if guard is not None and guard.fired and not isinstance(exc, httpx.TimeoutException):
             raise _fired(backend, guard) from exc
-        raise UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id) from exc
+        raise _broken(backend, exc) from exc
     finally:
         if guard is not None:
             guard.cancel()
@@ -382,12 +397,10 @@ async def _read_all(
 
 
 async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Decoder | None, limit: int) -> bytes:
-    """A success body, refused (502, failing over at once) when it is over ``limit`` bytes."""
+    """A success body that is encoded or of unknown or excessive length: read up to ``limit``
+    bytes, refused (502, failing over at once) when it is longer."""
     declared = response.headers.get("content-length", "")
     too_large = decoder is None and declared.isdigit() and int(declared) > limit
-    if decoder is None and declared.isdigit() and not too_large:
-        # The length is known and within the cap: one read, no async generator per answer.
-        return await _read_declared(backend, response)
     if not too_large:
         body, too_large = await _read_all(backend, response, limit, decoder)
     if too_large:
@@ -396,17 +409,6 @@ async def _read_body(backend: Backend, response: UpstreamResponse, decoder: Deco
         error.fail_over_at_once = True  # type: ignore[attr-defined]
         raise error
     return body
-
-
-async def _read_declared(backend: Backend, response: UpstreamResponse) -> bytes:
-    """A body whose Content-Length was checked against the cap: read at once, errors mapped as
-    ``_iterate`` maps them (the framing stops the read at the declared length)."""
-    try:
-        return await response.read()
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"backend {backend.id!r} stopped sending: {exc}", backend=backend.id) from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnreachable(f"backend {backend.id!r} broke the stream: {exc}", backend=backend.id) from exc
 
 
 def _check_json(backend: Backend, status: int, content_type: str, body: bytes) -> dict[str, Any]:

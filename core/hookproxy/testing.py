@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -295,6 +296,42 @@ class _Reset(Exception):
 
 
 # --- serving apps in threads ---------------------------------------------------------------------
+
+
+class GoldenFile:
+    """Recorded results of a front end's translations: a JSON file of named groups of named
+    cases, each case a result (a dict; ``{"error": ...}`` when the case failed).
+
+    A translator tuned for speed must still produce exactly what it produced before, down to the
+    order of keys (a canonical body is sent upstream as serialised, an answer as rendered): record
+    the results of the old code once (``record``), then compare every run with them
+    (``assert_matches``). A difference is a change of behaviour to explain before re-recording.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        return dict(json.loads(self.path.read_text()))
+
+    def assert_matches(self, group: str, results: dict[str, Any]) -> None:
+        expected = self.groups()[group]
+        actual = json.loads(json.dumps(results))
+        assert list(actual) == list(expected)
+        for name in expected:
+            assert actual[name] == expected[name], name
+            assert json.dumps(actual[name]) == json.dumps(expected[name]), f"{name}: key order"
+
+    def assert_outcomes(self, *, succeeded: tuple[str, ...], failed: tuple[str, ...]) -> None:
+        """Guard against a recording in which everything failed (or nothing did)."""
+        groups = self.groups()
+        for group in succeeded:
+            assert all("error" not in result for result in groups[group].values()), group
+        for group in failed:
+            assert all("error" in result for result in groups[group].values()), group
+
+    def record(self, results: dict[str, Any]) -> None:
+        self.path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
 
 
 def free_port() -> int:

@@ -11,8 +11,9 @@ closed after ``keepalive_expiry`` seconds unused. TLS uses the ``ssl`` default c
 
 Re-sending: a request is sent at most twice, and the second time only when the first socket was
 found dead before the kernel took any byte of the request: a pooled socket is checked before use
-(closed, or bytes/EOF pending), and if the write itself fails on a reused socket the request goes
-once more on a fresh one. Once a request was written, a failure is reported, never re-sent: the
+(closed, or bytes/EOF pending), and if the write itself fails on a reused socket (or the socket
+closed while the request was held for the end of the loop's turn, see ``H1Connection.send``) the
+request goes once more on a fresh one. Once a request was written, a failure is reported, never re-sent: the
 upstream may have started working on it.
 """
 
@@ -125,6 +126,10 @@ class NativeUpstreamClient:
         self._ssl = ssl_context
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._closed = False
+        #: Whether a request was written this turn of the event loop (see ``H1Connection.send``).
+        self._turn_started = False
+        #: Connections holding a request until the end of this turn.
+        self._corked: list[H1Connection] = []
 
     async def open(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                    timeout: float) -> H1Response:
@@ -140,14 +145,22 @@ class NativeUpstreamClient:
         reused = connection is not None
         if connection is None:
             connection = await self._connect(pool, target, timeout)
-        response = connection.send(head, body, timeout)
-        if reused and connection.write_failed:
-            # The kernel refused the bytes: the socket was dead before the request was accepted.
-            connection.close()
-            connection = await self._connect(pool, target, timeout)
-            response = connection.send(head, body, timeout)
         try:
-            await connection.drain()
+            return await self._exchange(connection, head, body, timeout)
+        except httpx.HTTPError:
+            if not (reused and connection.not_sent):
+                raise
+        # The socket was dead before the kernel took a byte of the request: once more, on a new one.
+        connection = await self._connect(pool, target, timeout)
+        return await self._exchange(connection, head, body, timeout)
+
+    @staticmethod
+    async def _exchange(connection: H1Connection, head: bytes, body: bytes, timeout: float) -> H1Response:
+        """Send on ``connection`` and wait for the answer's head; the connection is closed on failure."""
+        response = connection.send(head, body, timeout)
+        try:
+            if connection.writing_paused:
+                await connection.drain()
             await response.wait_headers(timeout)
         except BaseException:
             connection.close()
@@ -190,7 +203,7 @@ class NativeUpstreamClient:
 
         def protocol() -> H1Connection:
             return H1Connection(loop, lambda connection: self._release(pool, connection),
-                                lambda connection: self._lost(pool, connection))
+                                lambda connection: self._lost(pool, connection), self._cork)
 
         try:
             async with asyncio.timeout(connect_timeout):
@@ -210,6 +223,21 @@ class NativeUpstreamClient:
             self._forget(pool)
             raise
         return connection
+
+    def _cork(self, connection: H1Connection) -> bool:
+        """Whether ``connection`` is to hold its request: not the first of this turn, which goes now."""
+        if not self._turn_started:
+            self._turn_started = True
+            self._loop.call_soon(self._flush)
+            return False
+        self._corked.append(connection)
+        return True
+
+    def _flush(self) -> None:
+        self._turn_started = False
+        corked, self._corked = self._corked, []
+        for connection in corked:
+            connection.uncork()
 
     def _default_ssl(self) -> ssl.SSLContext:
         self._ssl = make_ssl_context()

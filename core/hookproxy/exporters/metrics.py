@@ -30,7 +30,7 @@ import os
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -40,7 +40,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from hookproxy import Endpoint, Frontend, HTTPRequest, JSONAnswer, Proxy, hookimpl
-from hookproxy.observe import AttemptEnded, RequestEnded
+from hookproxy.observe import AttemptEnded, RequestEnded, Usage
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Set (by the supervisor of ``--workers``) when several processes share one metrics page.
@@ -77,24 +77,30 @@ IN_FLIGHT = ("hookproxy_requests_in_flight", "Client requests being served")
 
 
 class LocalTally(Collector):
-    """This process's counts and histogram buckets in plain dictionaries, turned into metric
-    families when the page is scraped (the scrape runs on the event loop too, so it always
-    sees whole updates)."""
+    """This process's counts and histogram buckets in plain lists, turned into metric families
+    when the page is scraped (the scrape runs on the event loop too, so it always sees whole
+    updates). Each label set owns one list: ``[count]`` for a counter; a count per bucket (the
+    last one is +Inf), then the sum, for a histogram. A caller may keep a list from :meth:`cell`
+    and update it in place, which is how :class:`ProxyMetrics` counts a request."""
 
     def __init__(self, proxy: Proxy) -> None:
         self._proxy = weakref.ref(proxy)
-        self._counts: dict[tuple[Spec, tuple[str, ...]], float] = {}
-        #: Per label set: a count per bucket (the last one is +Inf), then the sum.
+        self._counts: dict[tuple[Spec, tuple[str, ...]], list[float]] = {}
         self._cells: dict[tuple[Spec, tuple[str, ...]], list[float]] = {}
 
+    def cell(self, spec: Spec, labels: tuple[str, ...]) -> list[float]:
+        """The list holding ``spec``'s value for ``labels`` (created at zero)."""
+        store = self._cells if spec.buckets else self._counts
+        cell = store.get((spec, labels))
+        if cell is None:
+            cell = store[(spec, labels)] = [0.0] * (len(spec.buckets) + 2) if spec.buckets else [0.0]
+        return cell
+
     def count(self, spec: Spec, labels: tuple[str, ...], amount: float = 1.0) -> None:
-        key = (spec, labels)
-        self._counts[key] = self._counts.get(key, 0.0) + amount
+        self.cell(spec, labels)[0] += amount
 
     def observe(self, spec: Spec, labels: tuple[str, ...], value: float) -> None:
-        cells = self._cells.get((spec, labels))
-        if cells is None:
-            cells = self._cells[(spec, labels)] = [0.0] * (len(spec.buckets) + 2)
+        cells = self.cell(spec, labels)
         cells[bisect_left(spec.buckets, value)] += 1  # buckets are "less or equal" bounds
         cells[-1] += value
 
@@ -112,7 +118,7 @@ class LocalTally(Collector):
                     for spec in SPECS if not spec.buckets}
         histograms = {spec: HistogramMetricFamily(spec.name, spec.doc, labels=spec.labels)
                       for spec in SPECS if spec.buckets}
-        for (spec, labels), value in self._counts.items():
+        for (spec, labels), (value,) in self._counts.items():
             counters[spec].add_metric(labels, value)
         for (spec, labels), cells in self._cells.items():
             running = 0.0
@@ -169,6 +175,48 @@ class SharedTally:
         self._in_flight.set(proxy.observers.in_flight if proxy is not None else 0)
 
 
+#: Kinds of request (front end, backend, model, status) whose cells are remembered.
+_ROWS_KEPT = 4096
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+
+
+def _status_class(event: RequestEnded) -> str:
+    """``2xx`` and so on; a stream that failed after its first byte was sent with 200 is ``error``."""
+    return "error" if event.error and event.status < 400 else f"{event.status // 100}xx"
+
+
+@dataclass(slots=True)
+class _Row:
+    """The cells one kind of request updates (see :meth:`ProxyMetrics.observe_request`). The
+    time-to-first-token and token cells are made on first use: a series appears on the page only
+    once it has a value, as with the general path."""
+
+    tally: LocalTally
+    backend: str
+    model: str
+    requests: list[float]
+    duration: list[float]
+    overhead: list[float]
+    first_token: list[float] | None = None
+    tokens: list[list[float] | None] = field(default_factory=lambda: [None] * len(_TOKEN_KINDS))
+
+    def add_first_token(self, seconds: float) -> None:
+        cells = self.first_token
+        if cells is None:
+            cells = self.first_token = self.tally.cell(FIRST_TOKEN, (self.backend, self.model))
+        cells[bisect_left(_LATENCY, seconds)] += 1
+        cells[-1] += seconds
+
+    def add_tokens(self, usage: Usage) -> None:
+        cells = self.tokens
+        for index, count in enumerate((usage.input, usage.output, usage.cached, usage.reasoning)):
+            if count:
+                cell = cells[index]
+                if cell is None:
+                    cell = cells[index] = self.tally.cell(TOKENS, (self.backend, self.model, _TOKEN_KINDS[index]))
+                cell[0] += count
+
+
 class ProxyMetrics:
     """Turns observer events into metric updates with bounded label sets."""
 
@@ -184,6 +232,7 @@ class ProxyMetrics:
         self.registry.register(BackendStates(proxy))
         self._proxy = weakref.ref(proxy)
         self._models: dict[str, frozenset[str]] = {}  # read on first use: models() may touch files
+        self._rows: dict[tuple[str, str, str, int, bool], _Row] = {}
 
     def model_label(self, backend: str, model: str) -> str:
         models = self._models.get(backend)
@@ -195,13 +244,13 @@ class ProxyMetrics:
 
     def observe_request(self, event: RequestEnded) -> None:
         tally = self.tally
-        if self.shared:
-            tally.request_ended()
+        if isinstance(tally, LocalTally):
+            self._observe_locally(tally, event)
+            return
+        tally.request_ended()
         backend = event.backend or "none"
         model = self.model_label(event.backend, event.model) if event.backend else "none"
-        # A stream that failed after its first byte was sent with 200: count it apart.
-        status_class = "error" if event.error and event.status < 400 else f"{event.status // 100}xx"
-        tally.count(REQUESTS, (event.frontend, backend, model, status_class))
+        tally.count(REQUESTS, (event.frontend, backend, model, _status_class(event)))
         tally.observe(DURATION, (event.frontend, backend), event.duration)
         tally.observe(OVERHEAD, (event.frontend,), event.overhead)
         if event.stream and event.ttfb is not None and event.backend:
@@ -212,6 +261,35 @@ class ProxyMetrics:
                                 ("reasoning", usage.reasoning)):
                 if count:
                     tally.count(TOKENS, (backend, model, kind), count)
+
+    def _observe_locally(self, tally: LocalTally, event: RequestEnded) -> None:
+        """The same updates as the shared path, through the cells of the request's kind, found
+        with one lookup (this runs once per request; the general path costs several)."""
+        key = (event.frontend, event.backend, event.model, event.status, bool(event.error))
+        row = self._rows.get(key)
+        if row is None:
+            if len(self._rows) >= _ROWS_KEPT:  # models are client-chosen strings: keep the map bounded
+                self._rows.clear()
+            row = self._rows[key] = self._row(tally, event)
+        row.requests[0] += 1
+        duration, overhead = event.duration, event.overhead
+        cells = row.duration
+        cells[bisect_left(_LATENCY, duration)] += 1
+        cells[-1] += duration
+        cells = row.overhead
+        cells[bisect_left(_OVERHEAD, overhead)] += 1
+        cells[-1] += overhead
+        if event.stream and event.ttfb is not None and event.backend:
+            row.add_first_token(event.ttfb)
+        if event.usage is not None and event.backend:
+            row.add_tokens(event.usage)
+
+    def _row(self, tally: LocalTally, event: RequestEnded) -> _Row:
+        backend = event.backend or "none"
+        model = self.model_label(event.backend, event.model) if event.backend else "none"
+        return _Row(tally, backend, model,
+                    tally.cell(REQUESTS, (event.frontend, backend, model, _status_class(event))),
+                    tally.cell(DURATION, (event.frontend, backend)), tally.cell(OVERHEAD, (event.frontend,)))
 
     def observe_attempt(self, event: AttemptEnded) -> None:
         if event.error is not None:

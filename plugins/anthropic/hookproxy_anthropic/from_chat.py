@@ -52,9 +52,10 @@ def tool_input(arguments: Any) -> dict[str, Any]:
 def stop_reason(finish: Any, choice: dict[str, Any], stops: list[str], has_tools: bool) -> tuple[str, str | None]:
     if has_tools:
         return "tool_use", None
-    matched = choice.get("stop_reason") or choice.get("matched_stop")
-    if finish == "stop" and isinstance(matched, str) and matched in stops:
-        return "stop_sequence", matched
+    if stops and finish == "stop":  # a matched sequence counts only if it is one of the client's
+        matched = choice.get("stop_reason") or choice.get("matched_stop")
+        if isinstance(matched, str) and matched in stops:
+            return "stop_sequence", matched
     return STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn", None
 
 
@@ -65,11 +66,19 @@ def render_message(body: bytes, model: str, stops: list[str], names: Mapping[str
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise UpstreamUnreachable(f"the backend answered with a body that is not JSON: {body[:200]!r}") from None
+    return message_from_chat(data, model, stops, names)
+
+
+def message_from_chat(data: Any, model: str, stops: list[str], names: Mapping[str, str] | None = None
+                      ) -> dict[str, Any]:
+    """:func:`render_message` of an answer already parsed (the core's ``Reply.data``)."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices or not isinstance(choices[0], dict):
         raise UpstreamUnreachable("the backend answered without a choice")
     choice = choices[0]
-    message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     content: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -79,16 +88,18 @@ def render_message(body: bytes, model: str, stops: list[str], names: Mapping[str
         text = "".join(part.get("text", "") for part in text if isinstance(part, dict))
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
-                        "name": _original(function.get("name") or "", names),
-                        "input": tool_input(function.get("arguments"))})
+    calls = message.get("tool_calls")
+    if calls:
+        for call in calls:
+            function = call.get("function") or {}
+            content.append({"type": "tool_use", "id": call.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+                            "name": _original(function.get("name") or "", names),
+                            "input": tool_input(function.get("arguments"))})
     finish = choice.get("finish_reason")
-    has_tools = any(block["type"] == "tool_use" for block in content)
     if not content and finish != "length":
         raise UpstreamUnreachable("the backend answered with an empty message")
-    reason, sequence = stop_reason(finish, choice, stops, has_tools)
+    # Every call became a tool_use block (a malformed one raised), so: tools iff calls.
+    reason, sequence = stop_reason(finish, choice, stops, bool(calls))
     return {"id": message_id(data.get("id")), "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": reason, "stop_sequence": sequence,
             "usage": anthropic_usage(data.get("usage"))}

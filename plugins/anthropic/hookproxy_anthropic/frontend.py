@@ -24,11 +24,12 @@ from hookproxy import (
     JSONAnswer,
     Proxy,
     ProxyError,
+    Reply,
     SSEEvent,
 )
 
 from .connector import AnthropicBackend
-from .from_chat import render_events, render_message
+from .from_chat import message_from_chat, render_events, render_message
 from .protocol import ANTHROPIC, PING, client_status, error_document, event, loads
 from .to_chat import to_chat
 from .tokens import count_tokens
@@ -36,6 +37,8 @@ from .toolnames import shorten
 
 #: Request headers a native Anthropic backend receives as the client sent them.
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+#: Their raw (ASGI) names; neither is a secret the core keeps from front ends.
+_FORWARDED_RAW = {name.encode("latin-1"): name for name in FORWARDED_HEADERS}
 #: Selectors whose backends' protocol is remembered (clients may send any model string).
 _SELECTORS_KEPT = 1024
 
@@ -70,7 +73,7 @@ class MessagesFrontend(Frontend):
             chat: dict[str, Any] = {"model": model, "messages": [], "stream": stream}
         else:
             chat = to_chat(body, stream=stream)
-        headers = {name: value for name in FORWARDED_HEADERS if (value := request.header(name)) is not None}
+        headers = forwarded_headers(request)
         stops = [stop for stop in body.get("stop_sequences") or [] if isinstance(stop, str)]
         return ClientRequest(self.name, ANTHROPIC, model, stream, chat, native=body, headers=headers,
                              state={"stops": stops, "tool_names": shorten(chat)})
@@ -95,6 +98,14 @@ class MessagesFrontend(Frontend):
         state = client.state
         return orjson.dumps(render_message(body, client.model, state.get("stops", []), state.get("tool_names")))
 
+    def render_reply(self, reply: Reply, client: ClientRequest) -> bytes:
+        """The answer the core already parsed, translated without parsing it again."""
+        if reply.data is None:
+            return self.render_body(reply.body or b"", client)
+        state = client.state
+        return orjson.dumps(message_from_chat(reply.data, client.model, state.get("stops", []),
+                                              state.get("tool_names")))
+
     def render_stream(self, chunks: AsyncIterator[bytes], client: ClientRequest) -> AsyncIterator[bytes]:
         state = client.state
         return render_events(chunks, client.model, state.get("stops", []), state.get("tool_names"))
@@ -110,6 +121,21 @@ class MessagesFrontend(Frontend):
 
     def started(self, event: SSEEvent, backend: str, need_output: bool) -> bool:
         return anthropic_started(event, backend, need_output)
+
+
+def forwarded_headers(request: HTTPRequest) -> dict[str, str]:
+    """The ``FORWARDED_HEADERS`` the client sent (the first of each, in that order).
+
+    One pass over the raw header list instead of one ``request.header`` scan per name: this runs
+    for every request, and clients send a dozen or more headers."""
+    found: dict[str, str] = {}
+    for raw, value in request.scope.get("headers", ()):
+        name = _FORWARDED_RAW.get(raw)
+        if name is not None and name not in found:
+            found[name] = value.decode("latin-1")
+    if len(found) > 1:
+        return {name: found[name] for name in FORWARDED_HEADERS if name in found}
+    return found
 
 
 def validate(body: dict[str, Any]) -> tuple[str, bool]:

@@ -76,8 +76,10 @@ def anthropic_usage(usage: Any) -> dict[str, int]:
     prompt = _int(usage.get("prompt_tokens"))
     details = usage.get("prompt_tokens_details")
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    cached = cached or _int(usage.get("prompt_cache_hit_tokens"))
-    cached = min(cached, prompt)
+    if not cached and "prompt_cache_hit_tokens" in usage:
+        cached = _int(usage["prompt_cache_hit_tokens"])
+    if cached > prompt:
+        cached = prompt
     return {"input_tokens": prompt - cached, "output_tokens": _int(usage.get("completion_tokens")),
             "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
 
@@ -94,6 +96,9 @@ def openai_usage(usage: Any) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int:
+    """A token count: a positive integer, else 0 (``True`` is no count)."""
+    if value.__class__ is int:  # what JSON counts are: one check instead of two isinstance calls
+        return value if value > 0 else 0
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 

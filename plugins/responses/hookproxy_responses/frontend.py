@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from hookproxy import ClientRequest, Frontend, HTTPRequest, InvalidRequest, ProxyError, UpstreamUnreachable
+from hookproxy import ClientRequest, Frontend, HTTPRequest, InvalidRequest, ProxyError, Reply, UpstreamUnreachable
 
 from .events import StreamTranslator, failed
 from .request import input_items, to_chat, validate
@@ -70,7 +70,7 @@ class ResponsesFrontend(Frontend):
         chat = to_chat(body, items, names, model=model, stream=stream,
                        replay_reasoning=self.settings.responses_replay_reasoning)
         keep = self.store is not None and body.get("store") is not False
-        state = ResponseState(model, names, echo_fields(body), history=items if keep else None)
+        state = ResponseState(model, names, echo_fields(body), items if keep else None)
         # usage_requested: a Responses stream always ends with usage, so the backend's usage chunk
         # must reach render_stream (the openai-compatible connector asks for it on every stream).
         return ClientRequest(self.name, PROTOCOL, model, stream, chat, native=body, usage_requested=stream,
@@ -79,11 +79,20 @@ class ResponsesFrontend(Frontend):
     # --- the answer --------------------------------------------------------------------------
 
     def render_body(self, body: bytes, client: ClientRequest) -> bytes:
-        state: ResponseState = client.state[STATE]
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise UpstreamUnreachable("the backend answered with a body that is not JSON") from None
+        return self._render(data, client)
+
+    def render_reply(self, reply: Reply, client: ClientRequest) -> bytes:
+        """The answer the core already parsed, translated without parsing it again."""
+        if reply.data is None:
+            return self.render_body(reply.body or b"", client)
+        return self._render(reply.data, client)
+
+    def _render(self, data: Any, client: ClientRequest) -> bytes:
+        state: ResponseState = client.state[STATE]
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise UpstreamUnreachable("the backend answered without any choice")

@@ -42,9 +42,10 @@ def validate(body: dict[str, Any]) -> tuple[str, bool]:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream")
-    for field, message in _REFUSED.items():
-        if body.get(field):
-            raise InvalidRequest(message, param=field)
+    if not _REFUSED.keys().isdisjoint(body):  # one set check for the fields few bodies have
+        for field, message in _REFUSED.items():
+            if body.get(field):
+                raise InvalidRequest(message, param=field)
     return model, bool(stream)
 
 
@@ -91,16 +92,24 @@ def to_chat(body: dict[str, Any], items: list[dict[str, Any]], names: ToolMap, *
     return chat
 
 
+#: The fields ``_sampling`` translates besides ``max_output_tokens``: most bodies have none, and
+#: one set check then skips their lookups.
+_SAMPLING = frozenset(("temperature", "top_p", "user", "text", "reasoning"))
+_NUMBER = (int, float)
+
+
 def _sampling(body: dict[str, Any], chat: dict[str, Any]) -> None:
     limit = body.get("max_output_tokens")
     if limit is not None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidRequest("'max_output_tokens' must be a positive integer", param="max_output_tokens")
         chat["max_tokens"] = limit
+    if _SAMPLING.isdisjoint(body):
+        return
     for field in ("temperature", "top_p"):
         value = body.get(field)
         if value is not None:
-            if not isinstance(value, int | float) or isinstance(value, bool):
+            if not isinstance(value, _NUMBER) or isinstance(value, bool):
                 raise InvalidRequest(f"'{field}' must be a number", param=field)
             chat[field] = value
     if isinstance(body.get("user"), str):
@@ -132,50 +141,67 @@ def to_messages(items: list[dict[str, Any]], names: ToolMap, *, replay_reasoning
     """Chat messages for Responses input items (see the module docstring for the rules)."""
     builder = _Messages(names, replay_reasoning)
     for index, item in enumerate(items):
-        builder.add(item, f"input.{index}")
+        builder.add(item, index)
+    if not builder.tools:
+        return builder.messages  # no call and no output: nothing to pair
     return _pair_tool_messages(builder.messages)
 
 
+def _where(index: int) -> str:
+    """Where an input item is, for an error message or a log line (spelled out only then)."""
+    return f"input.{index}"
+
+
 class _Messages:
+    """Chat messages built item by item: a reasoning item waits for the assistant turn it
+    precedes, consecutive calls join one assistant message."""
+
+    __slots__ = ("messages", "names", "reasoning", "replay_reasoning", "tools")
+
     def __init__(self, names: ToolMap, replay_reasoning: bool) -> None:
         self.names = names
         self.replay_reasoning = replay_reasoning
         self.messages: list[dict[str, Any]] = []
         self.reasoning: list[str] = []
+        #: Whether a tool call or a tool output was added (their messages then need pairing).
+        self.tools = False
 
-    def add(self, item: dict[str, Any], where: str) -> None:
+    def add(self, item: dict[str, Any], index: int) -> None:
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
-            self._message(item, where)
+            self._message(item, index)
         elif kind in ("function_call", "custom_tool_call"):
-            self._call(item, where, custom=kind == "custom_tool_call")
+            self._call(item, index, custom=kind == "custom_tool_call")
         elif kind in ("function_call_output", "custom_tool_call_output"):
-            call_id = _string(item, "call_id", where)
+            call_id = _string(item, "call_id", index)
             self.messages.append({"role": "tool", "tool_call_id": call_id,
-                                  "content": output_text(item.get("output"), where)})
+                                  "content": output_text(item.get("output"), index)})
+            self.tools = True
         elif kind == "reasoning":
             if self.replay_reasoning:
                 self.reasoning.extend(_texts(item.get("summary")) or _texts(item.get("content")))
         elif kind == "item_reference":
-            raise InvalidRequest("item references need OpenAI's item store; send the item itself", param=where)
+            raise InvalidRequest("item references need OpenAI's item store; send the item itself", param=_where(index))
         else:
-            log.info("dropping %s: input items of type %r have no chat-completions form", where, kind)
+            log.info("dropping %s: input items of type %r have no chat-completions form", _where(index), kind)
 
-    def _message(self, item: dict[str, Any], where: str) -> None:
+    def _message(self, item: dict[str, Any], index: int) -> None:
         role = _ROLES.get(str(item.get("role")))
         if role is None:
-            raise InvalidRequest(f"{where}.role must be one of user, assistant, system, developer",
-                                 param=f"{where}.role")
-        content = message_content(item.get("content"), f"{where}.content", images=role == "user")
+            raise InvalidRequest(f"{_where(index)}.role must be one of user, assistant, system, developer",
+                                 param=f"{_where(index)}.role")
+        content = item.get("content")
+        if not isinstance(content, str):
+            content = message_content(content, index, images=role == "user")
         if role == "assistant":
             self._assistant()["content"] = content if isinstance(content, str) else ""
             return
         if content:
             self.messages.append({"role": role, "content": content})
 
-    def _call(self, item: dict[str, Any], where: str, *, custom: bool) -> None:
-        call_id = _string(item, "call_id", where)
-        name = self.names.canonical(_string(item, "name", where), item.get("namespace"), custom=custom)
+    def _call(self, item: dict[str, Any], index: int, *, custom: bool) -> None:
+        call_id = _string(item, "call_id", index)
+        name = self.names.canonical(_string(item, "name", index), item.get("namespace"), custom=custom)
         if custom:
             raw = item.get("input")
             arguments = custom_arguments(raw if isinstance(raw, str) else "")
@@ -187,6 +213,7 @@ class _Messages:
             else self._assistant()
         message.setdefault("tool_calls", []).append(
             {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        self.tools = True
 
     def _assistant(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": None}
@@ -208,8 +235,6 @@ def _pair_tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for message in messages:
         if message["role"] == "tool":
             outputs.setdefault(message["tool_call_id"], message)
-    if not outputs and not any("tool_calls" in message for message in messages):
-        return messages
     result: list[dict[str, Any]] = []
     placed: set[str] = set()
     for message in messages:
@@ -225,32 +250,43 @@ def _pair_tool_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def message_content(content: Any, where: str, *, images: bool) -> str | list[dict[str, Any]]:
-    """A message's content: one string when it is all text, else chat content parts."""
+def message_content(content: Any, index: int, *, images: bool) -> str | list[dict[str, Any]]:
+    """The content of message ``input[index]``: one string when it is all text, else chat content parts."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
+        where = f"{_where(index)}.content"
         raise InvalidRequest(f"{where} must be a string or an array of content parts", param=where)
-    parts: list[dict[str, Any]] = []
-    for index, part in enumerate(content):
+    texts: list[str] = []  # the texts, while every part is text (the usual case)
+    parts: list[dict[str, Any]] | None = None  # every part, from the first image on
+    for position, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind in ("input_text", "output_text", "text", "refusal", "summary_text"):
+        if kind in _TEXT_PARTS:
             text = part.get("refusal") if kind == "refusal" else part.get("text")
             if isinstance(text, str) and text:
-                parts.append({"type": "text", "text": text})
+                if parts is None:
+                    texts.append(text)
+                else:
+                    parts.append({"type": "text", "text": text})
         elif kind == "input_image" and images:
-            parts.append(_image(part, f"{where}.{index}"))
+            if parts is None:
+                parts = [{"type": "text", "text": text} for text in texts]
+            parts.append(_image(part, index, position))
         else:
-            raise InvalidRequest(f"{where}[{index}]: content of type {kind!r} is not supported here",
-                                 param=f"{where}.{index}")
-    if all(part["type"] == "text" for part in parts):
-        return "\n".join(part["text"] for part in parts)
-    return parts
+            where = f"{_where(index)}.content"
+            raise InvalidRequest(f"{where}[{position}]: content of type {kind!r} is not supported here",
+                                 param=f"{where}.{position}")
+    return "\n".join(texts) if parts is None else parts
 
 
-def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
+#: Content part types whose text is the message's text.
+_TEXT_PARTS = ("input_text", "output_text", "text", "refusal", "summary_text")
+
+
+def _image(part: dict[str, Any], index: int, position: int) -> dict[str, Any]:
     url = part.get("image_url")
     if not isinstance(url, str) or not url:
+        where = f"{_where(index)}.content.{position}"
         raise InvalidRequest(f"{where}: images need an 'image_url' (a URL or data URL); file ids are not supported",
                              param=where)
     image: dict[str, Any] = {"url": url}
@@ -259,8 +295,8 @@ def _image(part: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def output_text(output: Any, where: str) -> str:
-    """A tool output as the one string chat completions accepts."""
+def output_text(output: Any, index: int) -> str:
+    """A tool output (of ``input[index]``) as the one string chat completions accepts."""
     if isinstance(output, str):
         return output
     if isinstance(output, list):
@@ -270,11 +306,12 @@ def output_text(output: Any, where: str) -> str:
                 texts.append(part["text"])
             elif isinstance(part, dict):
                 log.info("dropping a %r part of the tool output at %s: tool messages carry text only",
-                         part.get("type"), where)
+                         part.get("type"), _where(index))
         return "\n".join(texts)
     if output is None:
         return ""
-    raise InvalidRequest(f"{where}.output must be a string or an array of content parts", param=f"{where}.output")
+    raise InvalidRequest(f"{_where(index)}.output must be a string or an array of content parts",
+                         param=f"{_where(index)}.output")
 
 
 def _texts(parts: Any) -> list[str]:
@@ -284,8 +321,9 @@ def _texts(parts: Any) -> list[str]:
             and part["text"]]
 
 
-def _string(item: dict[str, Any], key: str, where: str) -> str:
+def _string(item: dict[str, Any], key: str, index: int) -> str:
     value = item.get(key)
     if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"{where}.{key} must be a non-empty string", param=f"{where}.{key}")
+        where = f"{_where(index)}.{key}"
+        raise InvalidRequest(f"{where} must be a non-empty string", param=where)
     return value

@@ -7,6 +7,7 @@ conversation items the response store keeps.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import time
@@ -25,37 +26,40 @@ _PHRASES_CONTEXT = ("context length", "context_length", "context window", "maxim
                     "prompt is too long", "input is too long")
 
 
-class _RandomBytes:
-    """Bytes from ``os.urandom``, fetched 4 KiB at a time.
+class _RandomHex:
+    """Hex digits of bytes from ``os.urandom``, fetched 4 KiB at a time.
 
     Response ids name stored conversations (``previous_response_id``), so they must stay
     unguessable; but a ``getrandom`` system call per id was 6% of the front end's CPU per request
-    in the bench profile. One call now serves about 340 ids. Each forked worker starts empty.
+    in the bench profile. One call now serves about 340 ids, hex-encoded once for all of them.
+    Each forked worker starts empty.
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._digits = ""
         self._offset = 0
         os.register_at_fork(after_in_child=self.reset)
 
     def reset(self) -> None:
-        self._buffer = b""
+        self._digits = ""
         self._offset = 0
 
-    def take(self, count: int) -> bytes:
+    def take(self, count: int) -> str:
+        """``count`` random bytes as ``2 * count`` hex digits."""
         start = self._offset
-        if start + count > len(self._buffer):
-            self._buffer = os.urandom(4096)
-            start = 0
-        self._offset = start + count
-        return self._buffer[start:start + count]
+        end = start + 2 * count
+        if end > len(self._digits):
+            self._digits = os.urandom(4096).hex()
+            start, end = 0, 2 * count
+        self._offset = end
+        return self._digits[start:end]
 
 
-_random = _RandomBytes()
+_random = _RandomHex()
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{_random.take(12).hex()}"
+    return f"{prefix}_{_random.take(12)}"
 
 
 @dataclass
@@ -67,7 +71,7 @@ class ResponseState:
     echo: dict[str, Any]
     #: Conversation items before this response's output (for the store); ``None``: do not store.
     history: list[dict[str, Any]] | None = None
-    id: str = field(default_factory=lambda: new_id("resp"))
+    id: str = field(default_factory=functools.partial(new_id, "resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     sequence: itertools.count[int] = field(default_factory=itertools.count)
     started: bool = False
@@ -88,8 +92,15 @@ class ResponseState:
         }
 
 
+#: The request fields ``echo_fields`` reads besides ``max_output_tokens``.
+_ECHOED = frozenset(("instructions", "metadata", "parallel_tool_calls", "previous_response_id", "reasoning", "store",
+                     "temperature", "text", "tool_choice", "tools", "top_p", "user"))
+
+
 def echo_fields(body: dict[str, Any]) -> dict[str, Any]:
     """The request fields a response object repeats."""
+    if _ECHOED.isdisjoint(body):
+        return _default_echo(body.get("max_output_tokens"))
     reasoning = _dict(body.get("reasoning"))
     text = _dict(body.get("text"))
     return {
@@ -110,18 +121,40 @@ def echo_fields(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _default_echo(max_output_tokens: Any) -> dict[str, Any]:
+    """``echo_fields`` of a body that has none of ``_ECHOED`` (most short requests): what each
+    ``body.get`` above gives for a missing field, without the dozen lookups."""
+    return {
+        "instructions": None,
+        "max_output_tokens": max_output_tokens,
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "store": True,
+        "temperature": None,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": None,
+        "truncation": "disabled",
+        "user": None,
+    }
+
+
 def usage_from_chat(usage: Any) -> dict[str, Any]:
     """Chat-completions usage as Responses usage, every field present (clients parse it strictly)."""
     usage = usage if isinstance(usage, dict) else {}
     prompt = _int(usage.get("prompt_tokens"))
     completion = _int(usage.get("completion_tokens"))
-    prompt_details = _dict(usage.get("prompt_tokens_details"))
-    completion_details = _dict(usage.get("completion_tokens_details"))
-    cached = _int(prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = _int(cached or usage.get("prompt_cache_hit_tokens"))
+    details = usage.get("completion_tokens_details")
+    reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else 0
     total = _int(usage.get("total_tokens")) or prompt + completion
     return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
-            "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": _int(completion_details.get("reasoning_tokens"))},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": total}
 
 
@@ -130,6 +163,9 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _int(value: Any) -> int:
+    """A token count: an integer, else 0 (``True`` is no count)."""
+    if value.__class__ is int:  # what JSON counts are: one check instead of two isinstance calls
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
@@ -166,9 +202,10 @@ def output_from_message(state: ResponseState, message: dict[str, Any]) -> list[d
     content = message.get("content")
     if isinstance(content, str) and content:
         output.append(message_item(state.item_id("msg"), content))
-    refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal and not content:
-        output.append(message_item(state.item_id("msg"), refusal))
+    elif not content:
+        refusal = message.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            output.append(message_item(state.item_id("msg"), refusal))
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):

@@ -16,6 +16,7 @@ Names a chat backend would reject (over 64 characters, or characters outside
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -50,11 +51,7 @@ class ToolMap:
 
     def canonical(self, name: str, namespace: str | None = None, *, custom: bool = False) -> str:
         """The chat name of a client tool, remembered so a call of it maps back."""
-        qualified = f"{namespace}__{name}" if namespace else name
-        canonical = _INVALID_NAME_CHARS.sub("_", qualified)
-        if len(canonical) > MAX_NAME or canonical != qualified:
-            digest = hashlib.sha1(qualified.encode()).hexdigest()[:8]
-            canonical = canonical[: MAX_NAME - 9] + "_" + digest
+        canonical = _chat_name(f"{namespace}__{name}" if namespace else name)
         known = self._by_canonical.get(canonical)
         if known is None or custom:
             self._by_canonical[canonical] = ClientTool(name, namespace, custom or (known is not None and known.custom))
@@ -63,6 +60,18 @@ class ToolMap:
     def client(self, canonical: str) -> ClientTool:
         """The client's tool behind a chat name (an unknown name is a plain function of that name)."""
         return self._by_canonical.get(canonical) or ClientTool(canonical)
+
+
+@functools.lru_cache(maxsize=4096)
+def _chat_name(qualified: str) -> str:
+    """A name a chat backend accepts for ``qualified``: itself if it is one, else cleaned and
+    shortened with a hash suffix. Remembered: a client sends the same tools (and the calls of
+    earlier turns) with every request."""
+    canonical = _INVALID_NAME_CHARS.sub("_", qualified)
+    if len(canonical) > MAX_NAME or canonical != qualified:
+        digest = hashlib.sha1(qualified.encode()).hexdigest()[:8]
+        canonical = canonical[: MAX_NAME - 9] + "_" + digest
+    return canonical
 
 
 def chat_tools(tools: Any, names: ToolMap) -> list[dict[str, Any]]:
