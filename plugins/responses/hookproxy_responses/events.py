@@ -36,8 +36,9 @@ from hookproxy import ProxyError, UpstreamError, UpstreamUnreachable
 from .response import INCOMPLETE, ResponseState, call_item, failure, new_id, reasoning_text, usage_from_chat
 from .tools import ClientTool
 
-#: Called with the output items of a response that finished (completed or incomplete).
-Finished = Callable[[ResponseState, list[dict[str, Any]]], Awaitable[None]]
+#: Called with the output items of a response that finished (completed or incomplete), and the
+#: response object of its last event.
+Finished = Callable[[ResponseState, list[dict[str, Any]], dict[str, Any]], Awaitable[None]]
 
 
 def encode(state: ResponseState, kind: str, payload: dict[str, Any]) -> bytes:
@@ -108,10 +109,11 @@ class StreamTranslator:
                 raise error
         if not self.done and self.finish is None:
             raise UpstreamUnreachable("the backend ended its stream before the answer was finished")
-        closing = self.close_all() + self.final()
+        closing = self.close_all()
+        response, last = self.final()
         if finished is not None:
-            await finished(self.state, self.items)
-        yield closing
+            await finished(self.state, self.items, response)
+        yield closing + last
 
     def events(self, events: list[bytes]) -> tuple[bytes, ProxyError | None]:
         """The bytes for some events' data, and the error that ended them (the bytes before it
@@ -316,15 +318,16 @@ class StreamTranslator:
         self.calls.clear()
         return out
 
-    def final(self) -> bytes:
+    def final(self) -> tuple[dict[str, Any], bytes]:
+        """The finished response object, and its last event."""
         output = [item for item in self.output if item is not None]
         usage = usage_from_chat(self.usage)
         incomplete = INCOMPLETE.get(self.finish or "")
         if incomplete:
             response = self.state.response("incomplete", output, usage, incomplete=incomplete)
-            return encode(self.state, "response.incomplete", {"response": response})
+            return response, encode(self.state, "response.incomplete", {"response": response})
         response = self.state.response("completed", output, usage)
-        return encode(self.state, "response.completed", {"response": response})
+        return response, encode(self.state, "response.completed", {"response": response})
 
     @property
     def items(self) -> list[dict[str, Any]]:

@@ -1,15 +1,27 @@
-"""The ``POST /v1/responses`` front end: parse, render, and fail in the Responses shapes."""
+"""The ``POST /v1/responses`` front end: parse, render, and fail in the Responses shapes; with the
+response store on, ``GET`` and ``DELETE /v1/responses/{id}`` for the responses it keeps."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import orjson
 
-from hookproxy import ClientRequest, Frontend, HTTPRequest, InvalidRequest, ProxyError, Reply, UpstreamUnreachable
+from hookproxy import (
+    ClientRequest,
+    Endpoint,
+    Frontend,
+    HTTPRequest,
+    InvalidRequest,
+    JSONAnswer,
+    Proxy,
+    ProxyError,
+    Reply,
+    UpstreamUnreachable,
+)
 
 from .events import StreamTranslator, failed
 from .request import input_items, to_chat, validate
@@ -38,6 +50,11 @@ class ResponsesFrontend(Frontend):
         self.store = store
         #: Saves started from synchronous code, referenced until they finish.
         self._saving: set[asyncio.Future[None]] = set()
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return [Endpoint(method, prefix, handler, prefix=True)
+                for prefix in ("/v1/responses/", "/responses/")
+                for method, handler in (("GET", self._retrieve), ("DELETE", self._delete))]
 
     # --- the request -------------------------------------------------------------------------
 
@@ -101,7 +118,7 @@ class ResponsesFrontend(Frontend):
         incomplete = INCOMPLETE.get(choices[0].get("finish_reason") or "")
         response = state.response("incomplete" if incomplete else "completed", output,
                                   usage_from_chat(data.get("usage")), incomplete=incomplete)
-        self._save_soon(state, output)
+        self._save_soon(state, output, response)
         return orjson.dumps(response)
 
     async def render_stream(self, chunks: AsyncIterator[bytes], client: ClientRequest) -> AsyncIterator[bytes]:
@@ -118,14 +135,48 @@ class ResponsesFrontend(Frontend):
 
     # --- the store ---------------------------------------------------------------------------
 
-    async def _save(self, state: ResponseState, output: list[dict[str, Any]]) -> None:
+    async def _save(self, state: ResponseState, output: list[dict[str, Any]], response: dict[str, Any]) -> None:
         if self.store is not None and state.history is not None:
-            await self.store.save(state.id, [*state.history, *output])
+            await self.store.save(state.id, [*state.history, *output], response)
 
-    def _save_soon(self, state: ResponseState, output: list[dict[str, Any]]) -> None:
+    def _save_soon(self, state: ResponseState, output: list[dict[str, Any]], response: dict[str, Any]) -> None:
         """Save from synchronous code; the save runs before the loop reads the client's next request."""
         if self.store is None or state.history is None:
             return
-        task = asyncio.ensure_future(self._save(state, output))
+        task = asyncio.ensure_future(self._save(state, output, response))
         self._saving.add(task)
         task.add_done_callback(self._saving.discard)
+
+    # --- stored responses --------------------------------------------------------------------
+
+    async def _retrieve(self, request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
+        """``GET /v1/responses/{id}``: the response as the client received it."""
+        store, response_id = self._stored(request)
+        response = await store.load_response(response_id)
+        if response is None:
+            raise _not_found(response_id)
+        return JSONAnswer(response)
+
+    async def _delete(self, request: HTTPRequest, proxy: Proxy) -> JSONAnswer:
+        """``DELETE /v1/responses/{id}``: forget it (a later ``previous_response_id`` is a 400)."""
+        store, response_id = self._stored(request)
+        if not await store.delete(response_id):
+            raise _not_found(response_id)
+        return JSONAnswer({"id": response_id, "object": "response.deleted", "deleted": True})
+
+    def _stored(self, request: HTTPRequest) -> tuple[ResponseStore, str]:
+        response_id = request.path.split("/responses/", 1)[1]
+        if "/" in response_id:  # such as /v1/responses/{id}/input_items
+            raise ProxyError(f"{request.method} {request.path} is not served by hookproxy; GET /v1/responses/{{id}} "
+                             "returns the whole response", status=404, type="invalid_request_error")
+        if self.store is None:
+            raise ProxyError(f"Response with id {response_id!r} not found: hookproxy keeps no responses unless "
+                             "started with --responses-store (or HOOKPROXY_RESPONSES_STORE=true)", status=404,
+                             type="invalid_request_error", code="response_store_disabled")
+        return self.store, response_id
+
+
+def _not_found(response_id: str) -> ProxyError:
+    return ProxyError(f"Response with id {response_id!r} not found (it was never stored, was stored with "
+                      "'store': false, was deleted, or is older than responses_store_max_age)", status=404,
+                      type="invalid_request_error", code="response_not_found")

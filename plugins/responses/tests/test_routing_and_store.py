@@ -77,6 +77,46 @@ def test_previous_response_id_continues_a_stored_conversation(fake_upstream, cli
         {"role": "user", "content": "Again?"}]
 
 
+def test_a_stored_response_is_retrieved_as_received_and_deleted(fake_upstream, cli_proxy, kit):
+    config = {"default_backend": "up", "backends": {"up": kit.backend(fake_upstream)}}
+    fake_upstream.queue(Canned(json=chat_completion("Nice to meet you, Ada.")),
+                        Canned(sse=content_stream(["You are ", "Ada."])))
+    with cli_proxy(config, "--responses-store") as (url, _process):
+        client = sdk_for(url, kit)
+        first = client.responses.create(model="m1", input="My name is Ada.", metadata={"turn": "1"})
+        events = list(client.responses.create(model="m1", input="Who am I?", previous_response_id=first.id,
+                                              stream=True))
+        streamed = events[-1].response
+        for received in (first, streamed):
+            assert client.responses.retrieve(received.id).model_dump() == received.model_dump()
+        assert client.responses.retrieve(streamed.id).output_text == "You are Ada."
+
+        client.responses.delete(first.id)
+        with pytest.raises(openai.NotFoundError, match="not found") as gone:
+            client.responses.retrieve(first.id)
+        assert gone.value.code == "response_not_found"
+        with pytest.raises(openai.NotFoundError):
+            client.responses.delete(first.id)
+        with pytest.raises(openai.BadRequestError, match="not found"):  # nor can it be continued
+            client.responses.create(model="m1", input="x", previous_response_id=first.id)
+        with pytest.raises(openai.NotFoundError, match="not served"):
+            client.responses.input_items.list(streamed.id)
+
+
+def test_without_the_store_a_response_cannot_be_retrieved(fake_upstream, cli_proxy, kit):
+    config = {"default_backend": "up", "backends": {"up": kit.backend(fake_upstream)}}
+    fake_upstream.queue(Canned(json=chat_completion("hello")))
+    with cli_proxy(config) as (url, _process):
+        client = sdk_for(url, kit)
+        created = client.responses.create(model="m1", input="hi")
+        with pytest.raises(openai.NotFoundError, match="--responses-store") as off:
+            client.responses.retrieve(created.id)
+        assert off.value.code == "response_store_disabled"
+        unauthenticated = openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            unauthenticated.responses.retrieve(created.id)
+
+
 def test_max_output_tokens_above_a_backends_cap_reaches_it_as_the_cap(fake_upstream, cli_proxy, kit):
     config = {"default_backend": "up", "backends": {"up": kit.backend(fake_upstream, max_output_tokens=8192)}}
     with cli_proxy(config) as (url, _process):

@@ -23,3 +23,18 @@ def test_the_oldest_response_is_forgotten_first_and_old_ones_expire():
         assert len(store) == 1  # saving also sweeps expired entries
 
     asyncio.run(run())
+
+
+def test_a_response_object_is_kept_beside_its_items_and_deleted_with_them():
+    store = MemoryStore(max_entries=2, max_age=60)
+
+    async def run() -> None:
+        await store.save("resp_a", [], {"id": "resp_a", "object": "response"})
+        await store.save("resp_b", [])
+        assert await store.load_response("resp_a") == {"id": "resp_a", "object": "response"}
+        assert await store.load_response("resp_b") is None  # kept without its object
+        assert await store.delete("resp_a") is True
+        assert await store.load("resp_a") is None and await store.load_response("resp_a") is None
+        assert await store.delete("resp_a") is False
+
+    asyncio.run(run())
