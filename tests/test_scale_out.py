@@ -200,6 +200,12 @@ def served_requests(url: str) -> float:
                if line.startswith("hookproxy_requests_total{"))
 
 
+def in_flight(url: str) -> float:
+    page = httpx.get(url + "/metrics", headers={"authorization": f"Bearer {PROXY_KEY}"}, timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith("hookproxy_requests_in_flight"))
+
+
 def test_two_workers_serve_drain_on_sigterm_and_a_killed_worker_is_replaced(fake_upstream, write_config):
     path = write_config({"auth": {"api_keys": [PROXY_KEY]}, "backends": {"up": upstream_block(fake_upstream)}})
     with run_cli_proxy("--config", str(path), "--workers", "2", "--shutdown-grace-period", "20",
@@ -218,7 +224,7 @@ def test_two_workers_serve_drain_on_sigterm_and_a_killed_worker_is_replaced(fake
         eventually(lambda: len(workers_of(process.pid) - {victim}) == 2, what="the dead worker's replacement")
         assert client.chat.completions.create(model="up:m1", messages=USER).choices[0].message.content
 
-        fake_upstream.queue(*[Canned(sse=content_stream(["a", "b", "c", "d", "e"]), delay=0.3) for _ in range(4)])
+        fake_upstream.queue(*[Canned(sse=content_stream(list("abcdefgh")), delay=0.4) for _ in range(4)])
         finished: list[str] = []
         started = threading.Barrier(5)
 
@@ -237,10 +243,13 @@ def test_two_workers_serve_drain_on_sigterm_and_a_killed_worker_is_replaced(fake
         for reader in readers:
             reader.start()
         started.wait(10)
+        # The page counts the four streams in flight, whichever workers serve them (no stream has
+        # ended, so each worker's count comes from its once-a-second write).
+        eventually(lambda: in_flight(url) == 4, within=3, what="four requests in flight on /metrics")
         process.send_signal(signal.SIGTERM)
         for reader in readers:
             reader.join(30)
-        assert finished == ["abcde"] * 4
+        assert finished == ["abcdefgh"] * 4
         assert process.wait(30) in (0, -signal.SIGTERM)
         output = process.stdout.read() if process.stdout else ""
     assert f"Child process [{victim}] died" in output

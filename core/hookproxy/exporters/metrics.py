@@ -14,8 +14,8 @@ counter answers that directly and cheaply.
 With ``--workers N`` the page reports the whole server, not the worker that happened to answer:
 the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a private folder before the workers start,
 prometheus-client then keeps every worker's values in files there, and the page sums them
-(``MultiProcessCollector``). In-flight requests are then each worker's count as of its last
-finished request, summed over the live workers.
+(``MultiProcessCollector``). Each worker writes its in-flight count at each request's end and
+every second, and the page sums those of the live workers.
 
 Updates cost no lock: one process (the usual case) keeps its counts and histogram buckets in
 plain dictionaries (:class:`LocalTally`), touched only by the event loop's thread, and builds the
@@ -26,6 +26,7 @@ because their multiprocess mode is what lets any worker report the whole server 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import weakref
 from bisect import bisect_left
@@ -74,6 +75,8 @@ ERRORS = Spec("hookproxy_upstream_errors", "Failed upstream attempts by kind (ht
 FAILOVERS = Spec("hookproxy_failovers", "Requests moved away from a backend after a failure", ("backend",))
 SPECS = (REQUESTS, DURATION, OVERHEAD, FIRST_TOKEN, TOKENS, ERRORS, FAILOVERS)
 IN_FLIGHT = ("hookproxy_requests_in_flight", "Client requests being served")
+#: With ``--workers``: the longest a worker's in-flight count on the page is out of date.
+IN_FLIGHT_PERIOD = 1.0
 
 
 class LocalTally(Collector):
@@ -156,6 +159,7 @@ class SharedTally:
             for spec in SPECS}
         self._in_flight = Gauge(*IN_FLIGHT, registry=registry, multiprocess_mode="livesum")
         self._children: dict[tuple[Spec, tuple[str, ...]], Any] = {}  # labels() costs more than inc()
+        self._refresh: asyncio.TimerHandle | None = None
 
     def _child(self, spec: Spec, labels: tuple[str, ...]) -> Any:
         child = self._children.get((spec, labels))
@@ -170,9 +174,22 @@ class SharedTally:
         self._child(spec, labels).observe(value)
 
     def request_ended(self) -> None:
-        """Each worker's in-flight count as of its last finished request (one file per worker)."""
+        """Write this worker's in-flight count (one file per worker; the page sums the live ones)."""
         proxy = self._proxy()
         self._in_flight.set(proxy.observers.in_flight if proxy is not None else 0)
+        self.keep_in_flight_fresh()
+
+    def keep_in_flight_fresh(self) -> None:
+        """From this worker's first request on, write its in-flight count every
+        ``IN_FLIGHT_PERIOD`` seconds too: long streams end no request for minutes, and the page
+        would show the count as of the last one that ended."""
+        if self._refresh is None:
+            self._refresh = asyncio.get_running_loop().call_later(IN_FLIGHT_PERIOD, self._refreshed)
+
+    def _refreshed(self) -> None:
+        self._refresh = None
+        if self._proxy() is not None:
+            self.request_ended()
 
 
 #: Kinds of request (front end, backend, model, status) whose cells are remembered.
@@ -292,6 +309,8 @@ class ProxyMetrics:
                     tally.cell(DURATION, (event.frontend, backend)), tally.cell(OVERHEAD, (event.frontend,)))
 
     def observe_attempt(self, event: AttemptEnded) -> None:
+        if isinstance(self.tally, SharedTally):  # a stream's attempt ends when its answer starts
+            self.tally.keep_in_flight_fresh()
         if event.error is not None:
             self.tally.count(ERRORS, (event.backend, event.error))
         if event.decision == "failover":
