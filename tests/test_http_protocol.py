@@ -1,7 +1,7 @@
 """hookproxy's HTTP/1.1 protocol on its own, serving a small ASGI app: what it writes when the app
 answers with headers no HTTP answer may carry (a line break would let a value start a header of
-its own, or end the head early), and the order of answers on one connection (a whole answer is
-held to the end of the event loop's turn, so every later byte must wait behind it)."""
+its own, or end the head early), and the order of answers on one connection (a whole answer may be
+held to the end of the event loop's turn, and every later byte must still follow it)."""
 
 from __future__ import annotations
 
@@ -95,8 +95,8 @@ def test_pipelined_requests_are_answered_in_order(url: str) -> None:
 
 
 def test_a_100_continue_waits_behind_the_answer_before_it(url: str) -> None:
-    """The first answer is held to the end of the loop's turn; the interim 100 of the next
-    request, written on the same connection, must not overtake it."""
+    """The interim 100 of the next pipelined request, written on the same connection, comes
+    after the whole answer before it, never before."""
     with _connect(url) as sock:
         sock.sendall(b"POST /echo/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
                      b"POST /echo/2 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n")

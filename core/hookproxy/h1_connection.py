@@ -29,6 +29,8 @@ from typing import Any, cast
 import httptools
 import httpx
 
+from .turn_batch import TurnBatch
+
 _CAN_POLL = hasattr(select, "poll")
 #: A pooled socket idle for longer than this is polled before reuse: upstream idle timeouts are
 #: seconds long, so a socket reused sooner cannot have been closed by one (and polling costs a
@@ -185,11 +187,11 @@ class H1Connection(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_release: Callable[[H1Connection], None],
                  on_lost: Callable[[H1Connection], None],
-                 on_cork: Callable[[H1Connection], bool] | None = None) -> None:
+                 batch: TurnBatch | None = None) -> None:
         self._loop = loop
         self._on_release = on_release
         self._on_lost = on_lost
-        self._on_cork = on_cork
+        self._batch = batch
         self._corked = b""
         #: The last request never reached the kernel (the socket was dead): it may be sent again.
         self.not_sent = False
@@ -313,18 +315,15 @@ class H1Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes, read_timeout: float) -> H1Response:
         """Write a request; the answer is read through the returned response.
 
-        With ``on_cork`` (the pool's), a request of usual size that is not the first of this turn
-        of the event loop is held to the end of the turn and written with the others: back to
-        back, they wake the upstream once or twice per turn rather than once per request (on a
-        virtual machine, each wake-up of a process on another core costs the writer microseconds
-        of system time). The first request of a turn goes at once, so a lone one waits for nothing.
+        With ``batch`` (the pool's), a request of usual size that is not the first of this turn
+        of the event loop is held to the end of the turn (:mod:`hookproxy.turn_batch`).
         """
         transport = self._transport
         assert transport is not None and self._response is None
         response = self._response = H1Response(self)
         self.read_timeout = read_timeout
         if len(body) < 65536:
-            if self._on_cork is not None and self._on_cork(self):
+            if self._batch is not None and self._batch.holds(self):
                 self._corked = head + body
                 return response
             transport.write(head + body)

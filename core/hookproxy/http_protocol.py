@@ -19,7 +19,8 @@ shutdown through ``shutdown()``), for two reasons:
   connection serves every timeout, a request waits on a plain future, and the head leaves with
   the first body bytes in one ``write`` (a streamed head is flushed by the next loop turn when no
   body follows at once, so a waiting stream still gets its headers). Whole answers finished in
-  one turn of the event loop are written together at its end (``HttpProtocol.cork``).
+  one turn of the event loop after its first are written together at its end
+  (``HttpProtocol.cork``).
 
 WebSocket upgrades are not offered (the proxy has no WebSocket route): an ``Upgrade`` request
 is served as plain HTTP/1.1, which is what a client must accept from a server that does not
@@ -39,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 import orjson
+
+from .turn_batch import TurnBatch
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -125,17 +128,8 @@ class ConnectionPool:
         #: Called once when the server starts its graceful shutdown (asks connections to finish).
         self.on_shutdown = on_shutdown
         self.shutting_down = False
-        #: Whether a whole answer was written this turn of the event loop (see ``HttpProtocol.cork``).
-        self.turn_started = False
-        #: Connections holding a whole answer until the end of this turn.
-        self.corked: list[HttpProtocol] = []
-
-    def flush(self) -> None:
-        """The turn is over: write every answer held in it, one after another."""
-        self.turn_started = False
-        corked, self.corked = self.corked, []
-        for connection in corked:
-            connection.uncork()
+        #: Whole answers held to the end of the event loop's turn (see ``HttpProtocol.cork``).
+        self.batch = TurnBatch()
 
     def begin_shutdown(self) -> None:
         if not self.shutting_down:
@@ -323,7 +317,7 @@ class Exchange:
             if more_body or not self.keep_alive:
                 self.protocol.write(data)
             else:
-                self.protocol.cork(data)  # a whole answer: leaves with the others of this loop turn
+                self.protocol.cork(data)  # a whole answer: may wait for the end of this loop turn
 
     def _flush_head(self) -> None:
         if self.held and not self.disconnected and not self.transport.is_closing():
@@ -454,27 +448,15 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.close()
 
     def cork(self, data: bytes) -> None:
-        """Write a whole answer now if it is the first of this turn of the event loop, else hold
-        it until the turn is over and write it then with the others.
-
-        Why: a complete answer is the last write of its request, and under load many answers
-        are finished in one turn. Written back to back, they wake a process that waits on several
-        of these connections (a load generator, an agent running requests in parallel, another
-        proxy) once or twice per turn rather than once per answer: on a virtual machine each
-        wake-up of a process on another core is an interrupt that costs the writer microseconds
-        of system time. The first answer of a turn is not held, so a lone request waits for
-        nothing; a held one leaves at the start of the next turn, before the loop sleeps, and any
-        other write or close on its connection writes it first.
-        """
-        pool = self.pool
-        if not pool.turn_started:
-            pool.turn_started = True
-            self.loop.call_soon(pool.flush)
+        """A whole answer (the last write of its request): written now if it is the first of this
+        turn of the event loop, else held to the end of the turn (:mod:`hookproxy.turn_batch`).
+        Any other write or close on this connection writes a held answer first."""
+        if self.corked:
+            self.corked += data
+        elif self.pool.batch.holds(self):
+            self.corked = data
+        else:
             self.write(data)
-            return
-        if not self.corked:
-            pool.corked.append(self)
-        self.corked += data
 
     def uncork(self) -> None:
         data, self.corked = self.corked, b""

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .h1_connection import H1Connection, H1Response
+from .turn_batch import TurnBatch
 
 #: The longest wait for a TCP (and TLS) connection, whatever the request's own timeout.
 MAX_CONNECT_TIMEOUT = 30.0
@@ -126,10 +127,8 @@ class NativeUpstreamClient:
         self._ssl = ssl_context
         self._pools: dict[tuple[str, str, int], _HostPool] = {}
         self._closed = False
-        #: Whether a request was written this turn of the event loop (see ``H1Connection.send``).
-        self._turn_started = False
-        #: Connections holding a request until the end of this turn.
-        self._corked: list[H1Connection] = []
+        #: Requests held to the end of the event loop's turn (see ``H1Connection.send``).
+        self._batch = TurnBatch(self._loop)
 
     async def open(self, method: str, url: str, headers: Mapping[str, str], body: bytes,
                    timeout: float) -> H1Response:
@@ -203,7 +202,7 @@ class NativeUpstreamClient:
 
         def protocol() -> H1Connection:
             return H1Connection(loop, lambda connection: self._release(pool, connection),
-                                lambda connection: self._lost(pool, connection), self._cork)
+                                lambda connection: self._lost(pool, connection), self._batch)
 
         try:
             async with asyncio.timeout(connect_timeout):
@@ -223,21 +222,6 @@ class NativeUpstreamClient:
             self._forget(pool)
             raise
         return connection
-
-    def _cork(self, connection: H1Connection) -> bool:
-        """Whether ``connection`` is to hold its request: not the first of this turn, which goes now."""
-        if not self._turn_started:
-            self._turn_started = True
-            self._loop.call_soon(self._flush)
-            return False
-        self._corked.append(connection)
-        return True
-
-    def _flush(self) -> None:
-        self._turn_started = False
-        corked, self._corked = self._corked, []
-        for connection in corked:
-            connection.uncork()
 
     def _default_ssl(self) -> ssl.SSLContext:
         self._ssl = make_ssl_context()
